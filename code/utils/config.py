@@ -1,0 +1,273 @@
+"""Settings: one ``config.yaml`` for everything, environment variables on top.
+
+Why dataclasses: a typo in config.yaml (``max_gpa``) must fail loudly, not be ignored, and code
+reading ``cfg.keyframes.max_gap`` gets a typed value.
+
+Lookup order, later wins:
+1. the defaults below;
+2. the YAML file named by ``$P4V_CONFIG``, else ``config.yaml`` at the project root;
+3. environment variables ``P4V_<SECTION>__<KEY>`` (double underscore between levels), values
+   parsed as YAML scalars, e.g. ``P4V_CATALOGUE__BACKEND=mysql``, ``P4V_MILVUS__URI=http://h:19530``.
+
+Secrets never live in the file: the MySQL password comes from ``$P4V_MYSQL_PASSWORD`` and the
+Milvus token from ``$P4V_MILVUS_TOKEN`` (names configurable).
+Relative paths are resolved against the directory of the config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ENV_PREFIX = "P4V_"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MySQLConfig:
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "p4v"
+    database: str = "picture4video"
+    unix_socket: str | None = None
+    password_env: str = "P4V_MYSQL_PASSWORD"
+    connect_timeout: int = 5
+
+    @property
+    def password(self) -> str:
+        return os.environ.get(self.password_env, "")
+
+
+@dataclass
+class CatalogueConfig:
+    backend: str = "sqlite"  # sqlite | mysql
+    sqlite_path: str = "catalogue.sqlite3"  # relative to data_dir
+    mysql: MySQLConfig = field(default_factory=MySQLConfig)
+    stale_after_s: float = 600.0  # an 'ingesting' row untouched this long may be taken over
+
+
+@dataclass
+class KeyframeConfig:
+    mode: str = "full"  # full: I-frames + scene cuts + max-gap coverage; iframes: I-frames only (fast)
+    max_gap: float = 1.0  # seconds; no two kept frames further apart (full mode)
+    scene_threshold: float = 0.25  # mean abs luma change (0..1) between frames that marks a cut
+    dedup_distance: int = 6  # dHash bits; closer neighbours within max_gap are dropped
+    image_max_side: int = 480  # long side of stored keyframe JPEGs
+    jpeg_quality: int = 90
+    decode_threads: int = 0  # 0 = let FFmpeg choose
+    min_decoded_share: float = 0.9  # below this share of the declared duration a file is truncated
+
+
+@dataclass
+class ModelConfig:
+    cpu_path: str = "code/model/efficientnet_lite0_int8.onnx"
+    gpu_path: str = "code/model/efficientnet_lite0_fp32.onnx"
+    device: str = "auto"  # auto | cpu | cuda
+    variant: str = "auto"  # auto (int8 on CPU, fp32 on GPU) | int8 | fp32
+    batch_size: int = 32
+    threads: int = 0  # onnxruntime intra-op threads, 0 = all cores
+
+
+@dataclass
+class MilvusConfig:
+    uri: str = "milvus.db"  # a local path (relative to data_dir) = Milvus Lite; http://host:port = server
+    collection: str = "p4v_keyframes"
+    token_env: str = "P4V_MILVUS_TOKEN"
+    user_env: str = "P4V_MILVUS_USER"
+    password_env: str = "P4V_MILVUS_PASSWORD"
+    index_type: str = "HNSW"
+    metric_type: str = "COSINE"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    search_ef: int = 64
+    insert_batch: int = 512
+
+    @property
+    def token(self) -> str:
+        tok = os.environ.get(self.token_env, "")
+        if tok:
+            return tok
+        user, pwd = os.environ.get(self.user_env, ""), os.environ.get(self.password_env, "")
+        return f"{user}:{pwd}" if user else ""
+
+
+@dataclass
+class SearchConfig:
+    top_k: int = 5
+    threshold: float = 0.55  # cosine below this = no match
+    candidates: int = 50  # keyframe hits fetched per query before grouping by video
+    group_gap: float = 3.0  # seconds: hits of one video closer than this form one scene span
+    refine: bool = True  # decode around the best keyframe to find the exact moment
+    refine_window: float = 1.0  # seconds either side of the best keyframe
+    max_image_pixels: int = 50_000_000
+    max_image_bytes: int = 50_000_000
+    same_threshold: float = 0.8  # Similarity.py: at or above = same scene
+
+
+@dataclass
+class RetrievalConfig:
+    threshold: float = 0.6  # copy score at or above = is_copy
+    per_frame_k: int = 20
+    offset_tolerance: float = 1.0  # seconds; hits whose time offsets agree this well vote together
+    min_frames: int = 3
+
+
+@dataclass
+class Config:
+    data_dir: str = "data"
+    catalogue: CatalogueConfig = field(default_factory=CatalogueConfig)
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    milvus: MilvusConfig = field(default_factory=MilvusConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    base_dir: Path = field(default=PROJECT_ROOT, repr=False)
+
+    @property
+    def data_path(self) -> Path:
+        return self.resolve(self.data_dir)
+
+    def resolve(self, path: str) -> Path:
+        """A config path as an absolute path: relative ones hang off the config file's folder."""
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def sqlite_path(self) -> Path:
+        p = Path(self.catalogue.sqlite_path)
+        return p if p.is_absolute() else self.data_path / p
+
+    @property
+    def milvus_uri(self) -> str:
+        """Server URIs pass through; a Lite database path is made absolute under data_dir."""
+        uri = self.milvus.uri
+        if "://" in uri:
+            return uri
+        p = Path(os.path.expanduser(uri))
+        return str(p if p.is_absolute() else self.data_path / p)
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and coercing scalar types."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "base_dir"}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise ConfigError(f"unknown setting '{name}' (known: {', '.join(sorted(fields))})")
+        default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else fields[key].default  # type: ignore[misc]
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value or {}, name)
+        else:
+            kwargs[key] = _coerce(value, default, name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    if value is None or default is None:
+        return value
+    target = type(default)
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"setting '{name}' must be true or false, got {value!r}")
+    if target in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"setting '{name}' must be a number, got {value!r}")
+        return target(value)
+    if target is str:
+        return str(value)
+    return value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``P4V_A__B=v`` -> ``{"a": {"b": v}}``; plain ``P4V_X`` names (secrets, P4V_CONFIG) are not settings."""
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        parts = key[len(ENV_PREFIX):].lower().split("__")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"environment variable {key}: cannot parse {raw!r}: {exc}") from exc
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+_SECRET_KEYS = {"password", "token", "passwd", "secret"}
+
+
+def _drop_secrets(data: dict[str, Any], where: str = "") -> None:
+    """Remove secrets written into config.yaml, with a warning: they are read from the environment only."""
+    for k in list(data):
+        v = data[k]
+        if isinstance(v, dict):
+            _drop_secrets(v, f"{where}{k}.")
+        elif str(k).lower() in _SECRET_KEYS:
+            del data[k]
+            log.warning(
+                "config.yaml holds a secret in '%s%s': it is ignored; put it in an environment variable "
+                "(P4V_MYSQL_PASSWORD, P4V_MILVUS_TOKEN) instead", where, k)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load the configuration: defaults, then the YAML file, then ``P4V_*__*`` environment overrides."""
+    env = os.environ if environ is None else environ
+    if path is None:
+        path = env.get("P4V_CONFIG") or (PROJECT_ROOT / "config.yaml")
+    cfg_path = Path(path).expanduser().resolve()
+    data: dict[str, Any] = {}
+    if cfg_path.exists():
+        try:
+            loaded = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config {cfg_path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config {cfg_path}: top level must be a mapping")
+        _drop_secrets(loaded)
+        data = loaded
+    elif env.get("P4V_CONFIG"):
+        raise ConfigError(f"config file not found: {cfg_path} (from P4V_CONFIG)")
+    data = _merge(data, _env_overrides(env))
+    cfg = _build(Config, data, "")
+    cfg.base_dir = cfg_path.parent
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    checks = [
+        (cfg.catalogue.backend in ("sqlite", "mysql"), "catalogue.backend must be 'sqlite' or 'mysql'"),
+        (cfg.keyframes.mode in ("full", "iframes"), "keyframes.mode must be 'full' or 'iframes'"),
+        (cfg.keyframes.max_gap > 0, "keyframes.max_gap must be > 0"),
+        (16 <= cfg.keyframes.image_max_side <= 8192, "keyframes.image_max_side must be 16..8192"),
+        (cfg.model.device in ("auto", "cpu", "cuda"), "model.device must be auto, cpu or cuda"),
+        (cfg.model.variant in ("auto", "int8", "fp32"), "model.variant must be auto, int8 or fp32"),
+        (cfg.model.batch_size >= 1, "model.batch_size must be >= 1"),
+        (cfg.milvus.metric_type in ("COSINE", "IP"), "milvus.metric_type must be COSINE or IP"),
+        (cfg.search.top_k >= 1, "search.top_k must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
