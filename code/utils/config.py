@@ -59,7 +59,7 @@ class CatalogueConfig:
 class KeyframeConfig:
     mode: str = "full"  # full: I-frames + scene cuts + max-gap coverage; iframes: I-frames only (fast)
     max_gap: float = 1.0  # seconds; no two kept frames further apart (full mode)
-    scene_threshold: float = 0.25  # mean abs luma change (0..1) between frames that marks a cut
+    scene_threshold: float = 0.12  # mean abs luma change (0..1) between frames that marks a cut
     dedup_distance: int = 6  # dHash bits; closer neighbours within max_gap are dropped
     image_max_side: int = 480  # long side of stored keyframe JPEGs
     jpeg_quality: int = 90

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Create.py - ingest videos: keyframes to disk, videos and keyframes into the catalogue.
+
+    python code/Create.py VIDEO_OR_FOLDER... [--json] [--quiet]
+
+Re-running is safe: content already in the library is reported and skipped, an interrupted
+ingest is finished. Exit code 1 when any file failed (the others are still ingested).
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from utils import cli  # noqa: E402
+from utils.catalogue import open_catalogue  # noqa: E402
+from utils.ingest import FileResult, ingest  # noqa: E402
+
+
+def main(args, cfg) -> int:
+    with open_catalogue(cfg) as cat:
+        frames = cli.progress(args, unit="frame", desc="decoded", position=1, leave=False)
+        messages: list[FileResult] = []
+
+        def on_result(r: FileResult) -> None:
+            if r.status != "added":
+                messages.append(r)
+                (frames.write if not frames.disable else lambda m: print(m, file=sys.stderr))(
+                    f"{'error' if r.status == 'failed' else 'skip'}: {r.message}")
+
+        summary = ingest(
+            cfg, cat, args.paths,
+            progress=lambda files, n: cli.progress(args, files, total=n, unit="file", desc="videos", position=0),
+            on_frames=frames.update,
+            on_result=on_result,
+        )
+        frames.close()
+    s = summary.as_dict()
+    if args.json:
+        cli.print_json(s)
+    else:
+        rows = [(r.video_id or "-", r.status, r.keyframes, f"{r.duration:.1f}", Path(r.path).name)
+                for r in summary.results]
+        cli.print_table(rows, ["video_id", "status", "keyframes", "seconds", "file"])
+        print(f"\nadded {s['added']}, skipped {s['skipped']}, failed {s['failed']}; {s['keyframes']} keyframes; "
+              f"{s['wall_seconds']:.1f} s wall, {s['speed_x_realtime']}x real time, "
+              f"{s['keyframes_per_second']} keyframes/s")
+    return 1 if s["failed"] else 0
+
+
+if __name__ == "__main__":
+    p = cli.parser(__doc__.splitlines()[1])
+    p.add_argument("paths", nargs="+", help="video files and/or folders (searched recursively)")
+    sys.exit(cli.run(p, main))

@@ -1,0 +1,63 @@
+"""What every task script shares: config loading, output formats, progress bars, and the error rule.
+
+The rule: a :class:`P4VError` becomes one line on stderr (``error: ...``) and the error's exit code;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, Callable, Iterable, Sequence
+
+from tabulate import tabulate
+from tqdm import tqdm
+
+from .config import Config, load_config
+from .errors import P4VError
+
+EXIT_INTERRUPTED = 130
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every script takes."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", help="config file (default: $P4V_CONFIG or config.yaml at the project root)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def run(p: argparse.ArgumentParser, main: Callable[[argparse.Namespace, Config], int],
+        argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, load config, run ``main``; turn toolkit errors into one line and an exit code."""
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    for noisy in ("pymilvus", "milvus_lite", "grpc"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    try:
+        cfg = load_config(args.config)
+        return main(args, cfg)
+    except P4VError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; re-run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def progress(args: argparse.Namespace, iterable: Iterable[Any] | None = None, **kw: Any) -> tqdm:
+    """A tqdm bar on stderr with rate and ETA; off with --quiet, --json or when stderr is not a terminal."""
+    disable = True if (args.quiet or args.json) else None
+    return tqdm(iterable, disable=disable, dynamic_ncols=True, file=sys.stderr, **kw)
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], floatfmt: str = ".3f") -> None:
+    print(tabulate(rows, headers=headers, floatfmt=floatfmt, tablefmt="simple"))

@@ -1,0 +1,183 @@
+"""Choosing the frames of a video worth indexing.
+
+I-frames alone are not enough: encoders space them from every frame (VP9 intra streams) to one in
+ten seconds, so a screenshot taken between them would land far from any stored frame. In ``full``
+mode every frame is decoded (cheaply: only a tiny luma thumbnail is looked at) and a frame is kept
+when it is
+- an I-frame (``iframe``),
+- the first frame after a hard cut (``scene``: mean absolute change of a 32x32 luma thumbnail), or
+- needed so that no two kept frames are more than ``max_gap`` seconds apart (``gap``).
+I-frame and scene candidates that look the same as the last kept frame (dHash distance) within
+``max_gap`` are dropped as near-duplicates; gap frames never are, so coverage holds.
+
+``iframes`` mode asks the decoder for keyframes only (``skip_frame="NONKEY"``), which is several
+times faster but gives no coverage guarantee.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import av
+import cv2
+import numpy as np
+
+from .config import KeyframeConfig
+from .errors import VideoError
+from .video import VideoInfo, _ffmpeg_reason, open_video, probe
+
+THUMB = 32
+_PLANAR_8BIT = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"})
+
+
+@dataclass
+class Keyframe:
+    """A kept frame: where it is in the video, why it was kept, and its RGB pixels."""
+
+    seq: int
+    frame_index: int
+    pts: int
+    timestamp: float
+    kind: str
+    image: np.ndarray  # HxWx3 uint8 RGB, long side <= image_max_side
+
+
+@dataclass
+class _Candidate:
+    frame: av.VideoFrame
+    index: int
+    pts: int
+    timestamp: float
+    thumb: np.ndarray
+    key: bool
+
+
+def luma_thumb(frame: av.VideoFrame) -> np.ndarray:
+    """A 32x32 float32 luma thumbnail, read straight from the Y plane (no colour conversion)."""
+    if frame.format.name in _PLANAR_8BIT:
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height, : frame.width]
+    else:
+        y = frame.to_ndarray(format="gray")
+    step = max(1, min(y.shape) // (THUMB * 4))
+    small = np.ascontiguousarray(y[::step, ::step])
+    return cv2.resize(small, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def dhash(thumb: np.ndarray) -> int:
+    """64-bit difference hash of a thumbnail: robust to re-encoding, cheap to compare."""
+    small = cv2.resize(thumb, (9, 8), interpolation=cv2.INTER_AREA)
+    bits = (small[:, 1:] > small[:, :-1]).flatten()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Even-sized (width, height) with the long side at most ``max_side``, aspect kept."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+
+
+class KeyframeExtractor:
+    """Decode one video and yield its keyframes; ``info`` and ``decoded_duration`` describe the run."""
+
+    def __init__(self, path: Path, cfg: KeyframeConfig):
+        self.path = path
+        self.cfg = cfg
+        self.container = open_video(path)
+        try:
+            self.info: VideoInfo = probe(self.container, path)
+        except BaseException:
+            self.container.close()
+            raise
+        self.decoded_duration = 0.0
+        self.frames_decoded = 0
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> "KeyframeExtractor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _frames(self) -> Iterator[_Candidate]:
+        info, stream = self.info, self.container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if self.cfg.decode_threads:
+            stream.thread_count = self.cfg.decode_threads
+        if self.cfg.mode == "iframes":
+            stream.codec_context.skip_frame = "NONKEY"
+        fps = info.fps or 25.0
+        tb = float(info.time_base)
+        try:
+            for index, frame in enumerate(self.container.decode(stream)):
+                if frame.pts is not None:
+                    t = frame.pts * tb - info.start_time
+                else:
+                    t = index / fps
+                t = max(0.0, t)
+                self.frames_decoded += 1
+                self.decoded_duration = max(self.decoded_duration, t + 1.0 / fps)
+                pts = frame.pts if frame.pts is not None else int(round(t / tb))
+                frame_index = index if self.cfg.mode == "full" else int(round(t * fps))
+                yield _Candidate(frame, frame_index, pts, t, luma_thumb(frame), bool(frame.key_frame))
+        except av.FFmpegError as exc:
+            raise VideoError(f"{self.path}: corrupt video data after {self.decoded_duration:.1f} s "
+                             f"({_ffmpeg_reason(exc)})") from exc
+
+    def __iter__(self) -> Iterator[Keyframe]:
+        cfg = self.cfg
+        full = cfg.mode == "full"
+        seq = 0
+        last_t: float | None = None
+        last_hash: int | None = None
+        prev: _Candidate | None = None
+        prev_kept = False
+
+        def keep(c: _Candidate, kind: str) -> Keyframe:
+            nonlocal seq, last_t, last_hash
+            w, h = scaled_size(c.frame.width, c.frame.height, cfg.image_max_side)
+            image = c.frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+            kf = Keyframe(seq, c.index, c.pts, round(c.timestamp, 6), kind, image)
+            seq += 1
+            last_t, last_hash = c.timestamp, dhash(c.thumb)
+            return kf
+
+        for cur in self._frames():
+            kept_now = False
+            # coverage: if this frame would leave a gap over max_gap, keep the one before it
+            if full and last_t is not None and prev is not None and not prev_kept \
+                    and cur.timestamp - last_t > cfg.max_gap + 1e-6:
+                yield keep(prev, "gap")
+            kind = None
+            if cur.key:
+                kind = "iframe"
+            elif full and prev is not None and np.abs(cur.thumb - prev.thumb).mean() / 255.0 > cfg.scene_threshold:
+                kind = "scene"
+            if kind and last_t is not None and cur.timestamp - last_t <= cfg.max_gap \
+                    and hamming(dhash(cur.thumb), last_hash or 0) <= cfg.dedup_distance:
+                kind = None  # a near-duplicate of the frame just kept
+            if kind is None and (last_t is None or (full and cur.timestamp - last_t > cfg.max_gap + 1e-6)):
+                kind = "iframe" if cur.key else "gap"  # the first frame, or frames sparser than max_gap
+            if kind is not None:
+                yield keep(cur, kind)
+                kept_now = True
+            prev, prev_kept = cur, kept_now
+        self._check_complete()
+
+    def _check_complete(self) -> None:
+        """A file that decodes to much less than its declared length is truncated: fail it, do not half-index it."""
+        if self.frames_decoded == 0:
+            raise VideoError(f"{self.path}: no decodable video frames (corrupt or truncated)")
+        declared = self.info.duration
+        if declared > 0 and self.cfg.mode == "full" \
+                and self.decoded_duration < declared * self.cfg.min_decoded_share - 0.5:
+            raise VideoError(f"{self.path}: truncated or corrupt: decoded {self.decoded_duration:.1f} s "
+                             f"of {declared:.1f} s")

@@ -1,0 +1,105 @@
+"""Opening videos with PyAV and reading what the catalogue records about them.
+
+Why a module of its own: every stage that touches a video file (ingest, search refinement,
+VideoRetrieval's query clips) must fail the same way on bad input: one VideoError line that says
+what is wrong with which file, never a raw FFmpeg traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from .errors import VideoError
+
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .ts .m2ts .mts .mpg .mpeg .flv .wmv .3gp .ogv .vob .mxf".split()
+)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Stream facts read from the container before decoding."""
+
+    container: str
+    codec: str
+    width: int
+    height: int
+    fps: float
+    duration: float  # seconds, from the stream or the container; 0 when unknown
+    start_time: float  # seconds; subtracted from every frame time (MPEG-TS streams do not start at 0)
+    time_base: Fraction
+
+
+def content_hash(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of the file's bytes: the identity of a video's content, whatever its path."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    except OSError as exc:
+        raise VideoError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return h.hexdigest()
+
+
+def open_video(path: Path) -> av.container.InputContainer:
+    """Open ``path`` for decoding, or raise VideoError saying why it is not a usable video."""
+    if not path.exists():
+        raise VideoError(f"{path}: no such file")
+    if not path.is_file():
+        raise VideoError(f"{path}: not a regular file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise VideoError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+    try:
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
+    except PermissionError as exc:
+        raise VideoError(f"{path}: permission denied") from exc
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise VideoError(f"{path}: not a readable video ({_ffmpeg_reason(exc)})") from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path}: no video stream (audio-only or data file)")
+    return container
+
+
+def probe(container: av.container.InputContainer, path: Path) -> VideoInfo:
+    """Container, codec, size, frame rate and duration of the first video stream."""
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    if not ctx.width or not ctx.height:
+        raise VideoError(f"{path}: video stream has no frame size (corrupt header)")
+    tb = stream.time_base or Fraction(1, 1_000_000)
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    if stream.duration:
+        duration = float(stream.duration * tb)
+    elif container.duration:
+        duration = container.duration / 1_000_000
+    else:
+        duration = 0.0
+    start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+    return VideoInfo(
+        container=container.format.name,
+        codec=ctx.name,
+        width=int(ctx.width),
+        height=int(ctx.height),
+        fps=fps,
+        duration=duration,
+        start_time=start,
+        time_base=tb,
+    )
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    """FFmpeg's own words without the file name it repeats."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(": '")[0].strip() or type(exc).__name__
