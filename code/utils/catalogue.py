@@ -220,6 +220,13 @@ class Catalogue:
         except self._errors as exc:
             raise CatalogueError(f"catalogue {self.where}: {exc}") from exc
 
+    def _reconnect_if_lost(self) -> None:
+        """A MySQL server restarted between transactions costs one reconnect, not the whole run."""
+        try:
+            self._conn.ping(False)
+        except self._errors:
+            self._conn = self._guard(self._connect)
+
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.dialect == "mysql" else sql
 
@@ -227,7 +234,7 @@ class Catalogue:
     def transaction(self) -> Iterator[Any]:
         """One transaction: commit on success, roll back on any error (driver errors become CatalogueError)."""
         if self.dialect == "mysql":
-            self._guard(self._conn.ping, True)  # reconnects after a server restart between transactions
+            self._reconnect_if_lost()
         cur = self._guard(self._conn.cursor)
         try:
             yield _Cursor(self, cur)

@@ -7,7 +7,8 @@ Lookup order, later wins:
 1. the defaults below;
 2. the YAML file named by ``$P4V_CONFIG``, else ``config.yaml`` at the project root;
 3. environment variables ``P4V_<SECTION>__<KEY>`` (double underscore between levels), values
-   parsed as YAML scalars, e.g. ``P4V_CATALOGUE__BACKEND=mysql``, ``P4V_MILVUS__URI=http://h:19530``.
+   parsed as YAML scalars, e.g. ``P4V_DATA_DIR=/srv/p4v``, ``P4V_CATALOGUE__BACKEND=mysql``,
+   ``P4V_MILVUS__URI=http://h:19530``.
 
 Secrets never live in the file: the MySQL password comes from ``$P4V_MYSQL_PASSWORD`` and the
 Milvus token from ``$P4V_MILVUS_TOKEN`` (names configurable).
@@ -41,10 +42,7 @@ class MySQLConfig:
     unix_socket: str | None = None
     password_env: str = "P4V_MYSQL_PASSWORD"
     connect_timeout: int = 5
-
-    @property
-    def password(self) -> str:
-        return os.environ.get(self.password_env, "")
+    password: str = field(default="", repr=False)  # filled from the environment by load_config only
 
 
 @dataclass
@@ -90,14 +88,7 @@ class MilvusConfig:
     hnsw_ef_construction: int = 200
     search_ef: int = 64
     insert_batch: int = 512
-
-    @property
-    def token(self) -> str:
-        tok = os.environ.get(self.token_env, "")
-        if tok:
-            return tok
-        user, pwd = os.environ.get(self.user_env, ""), os.environ.get(self.password_env, "")
-        return f"{user}:{pwd}" if user else ""
+    token: str = field(default="", repr=False)  # filled from the environment by load_config only
 
 
 @dataclass
@@ -192,12 +183,18 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``P4V_A__B=v`` -> ``{"a": {"b": v}}``; plain ``P4V_X`` names (secrets, P4V_CONFIG) are not settings."""
+    """``P4V_A__B=v`` -> ``{"a": {"b": v}}`` for names whose first part is a setting section or key.
+
+    Other ``P4V_`` names (P4V_CONFIG, the secrets, P4V_TEST_*) are not settings and are left alone.
+    """
+    top = {f.name for f in dataclasses.fields(Config)} - {"base_dir"}
     tree: dict[str, Any] = {}
     for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX) or "__" not in key:
+        if not key.startswith(ENV_PREFIX):
             continue
         parts = key[len(ENV_PREFIX):].lower().split("__")
+        if parts[0] not in top:
+            continue
         node = tree
         for part in parts[:-1]:
             node = node.setdefault(part, {})
@@ -252,8 +249,17 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
     data = _merge(data, _env_overrides(env))
     cfg = _build(Config, data, "")
     cfg.base_dir = cfg_path.parent
+    _read_secrets(cfg, env)
     _validate(cfg)
     return cfg
+
+
+def _read_secrets(cfg: Config, env: Mapping[str, str]) -> None:
+    """Secrets come from the environment variables the config names, never from the file."""
+    cfg.catalogue.mysql.password = env.get(cfg.catalogue.mysql.password_env, "")
+    m = cfg.milvus
+    user = env.get(m.user_env, "")
+    m.token = env.get(m.token_env, "") or (f"{user}:{env.get(m.password_env, '')}" if user else "")
 
 
 def _validate(cfg: Config) -> None:
