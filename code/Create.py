@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Create.py - ingest videos: keyframes to disk, videos and keyframes into the catalogue.
 
-    python code/Create.py VIDEO_OR_FOLDER... [--json] [--quiet]
+    python code/Create.py VIDEO_OR_FOLDER... [--embed] [--json] [--quiet]
+
+--embed also runs Insert2Milvus (embeds the new keyframes and inserts them into Milvus).
 
 Re-running is safe: content already in the library is reported and skipped, an interrupted
 ingest is finished. Exit code 1 when any file failed (the others are still ingested).
@@ -14,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from utils import cli  # noqa: E402
 from utils.catalogue import open_catalogue  # noqa: E402
+from utils.embed_job import embed_library  # noqa: E402
 from utils.ingest import FileResult, ingest  # noqa: E402
 
 
@@ -35,7 +38,14 @@ def main(args, cfg) -> int:
             on_result=on_result,
         )
         frames.close()
+        embedded = None
+        if args.embed:
+            bar, on_batch = cli.batch_progress(args, "embedded", "kf")
+            with bar:
+                embedded = embed_library(cfg, cat, on_batch=on_batch)
     s = summary.as_dict()
+    if embedded is not None:
+        s["embedding"] = embedded.as_dict()
     if args.json:
         cli.print_json(s)
     else:
@@ -45,10 +55,13 @@ def main(args, cfg) -> int:
         print(f"\nadded {s['added']}, skipped {s['skipped']}, failed {s['failed']}; {s['keyframes']} keyframes; "
               f"{s['wall_seconds']:.1f} s wall, {s['speed_x_realtime']}x real time, "
               f"{s['keyframes_per_second']} keyframes/s")
+        if embedded is not None:
+            print(embedded.describe())
     return 1 if s["failed"] else 0
 
 
 if __name__ == "__main__":
     p = cli.parser(__doc__.splitlines()[1])
     p.add_argument("paths", nargs="+", help="video files and/or folders (searched recursively)")
+    p.add_argument("--embed", action="store_true", help="also embed the keyframes into Milvus (Insert2Milvus)")
     sys.exit(cli.run(p, main))

@@ -364,11 +364,9 @@ class Catalogue:
             cur.execute("UPDATE videos SET status = ?, updated_at = ? WHERE id = ?", (DELETING, _now(), video_id))
 
     # -- keyframes --------------------------------------------------------------------------
-    def keyframes(self, video_id: int | None = None, embedded: bool | None = None,
-                  after_id: int = 0, limit: int | None = None) -> list[KeyframeRow]:
-        """Keyframes of ready videos, by id: filtered by video and/or embedded flag, paged by ``after_id``."""
-        sql = f"SELECT {', '.join('k.' + c.strip() for c in _KF_COLS.split(','))} FROM keyframes k" \
-              " JOIN videos v ON v.id = k.video_id WHERE v.status = ? AND k.id > ?"
+    @staticmethod
+    def _keyframe_filter(video_id: int | None, embedded: bool | None, after_id: int) -> tuple[str, list[Any]]:
+        sql = " FROM keyframes k JOIN videos v ON v.id = k.video_id WHERE v.status = ? AND k.id > ?"
         params: list[Any] = [READY, after_id]
         if video_id is not None:
             sql += " AND k.video_id = ?"
@@ -376,11 +374,22 @@ class Catalogue:
         if embedded is not None:
             sql += " AND k.embedded = ?"
             params.append(embedded)
-        sql += " ORDER BY k.id"
+        return sql, params
+
+    def keyframes(self, video_id: int | None = None, embedded: bool | None = None,
+                  after_id: int = 0, limit: int | None = None) -> list[KeyframeRow]:
+        """Keyframes of ready videos, by id: filtered by video and/or embedded flag, paged by ``after_id``."""
+        where, params = self._keyframe_filter(video_id, embedded, after_id)
+        sql = f"SELECT {', '.join('k.' + c.strip() for c in _KF_COLS.split(','))}{where} ORDER BY k.id"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         return [_keyframe(r) for r in self._query(sql, params)]
+
+    def count_keyframes(self, video_id: int | None = None, embedded: bool | None = None) -> int:
+        """How many keyframes of ready videos match (same filter as ``keyframes``)."""
+        where, params = self._keyframe_filter(video_id, embedded, 0)
+        return int(self._query(f"SELECT COUNT(*){where}", params)[0][0])
 
     def keyframes_by_id(self, ids: Sequence[int]) -> dict[int, KeyframeRow]:
         out: dict[int, KeyframeRow] = {}
@@ -402,6 +411,12 @@ class Catalogue:
                 chunk = list(ids[start:start + 500])
                 marks = ", ".join("?" * len(chunk))
                 cur.execute(f"UPDATE keyframes SET embedded = ? WHERE id IN ({marks})", [value, *chunk])
+
+    def mark_all_unembedded(self) -> int:
+        """Every keyframe needs embedding again (a new or rebuilt collection); returns how many were flagged."""
+        with self.transaction() as cur:
+            cur.execute("UPDATE keyframes SET embedded = ? WHERE embedded = ?", (False, True))
+            return cur.rowcount
 
     def counts(self) -> dict[str, int]:
         (videos, ready), = self._query("SELECT COUNT(*), COALESCE(SUM(status = ?), 0) FROM videos", (READY,))

@@ -35,8 +35,6 @@ def run(p: argparse.ArgumentParser, main: Callable[[argparse.Namespace, Config],
     """Parse arguments, load config, run ``main``; turn toolkit errors into one line and an exit code."""
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    for noisy in ("pymilvus", "milvus_lite", "grpc"):
-        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     try:
         cfg = load_config(args.config)
         return main(args, cfg)
@@ -61,3 +59,14 @@ def print_json(obj: Any) -> None:
 
 def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], floatfmt: str = ".3f") -> None:
     print(tabulate(rows, headers=headers, floatfmt=floatfmt, tablefmt="simple"))
+
+
+def batch_progress(args: argparse.Namespace, desc: str, unit: str) -> tuple[tqdm, Callable[[int, int], None]]:
+    """A bar plus the ``on_batch(done, total)`` callback that the library's batch jobs report to."""
+    bar = progress(args, desc=desc, unit=unit)
+
+    def on_batch(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return bar, on_batch

@@ -26,7 +26,7 @@ import numpy as np
 
 from .config import KeyframeConfig
 from .errors import VideoError
-from .video import VideoInfo, _ffmpeg_reason, open_video, probe
+from .video import VideoInfo, _ffmpeg_reason, open_video, probe, scaled_size
 
 THUMB = 32
 _PLANAR_8BIT = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"})
@@ -75,12 +75,6 @@ def dhash(thumb: np.ndarray) -> int:
 
 def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
-
-
-def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """Even-sized (width, height) with the long side at most ``max_side``, aspect kept."""
-    scale = min(1.0, max_side / max(width, height))
-    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
 class KeyframeExtractor:

@@ -36,13 +36,17 @@ def write_jpeg(data_dir: Path, rel: str, rgb: np.ndarray, quality: int) -> None:
     path.write_bytes(buf.tobytes())
 
 
+def count_video_files(data_dir: Path, video_id: int) -> int:
+    d = data_dir / video_dir_rel(video_id)
+    return sum(1 for p in d.iterdir() if p.is_file()) if d.exists() else 0
+
+
 def remove_video_dir(data_dir: Path, video_id: int) -> int:
     """Delete a video's keyframe images; returns how many files were removed (0 when already gone)."""
+    count = count_video_files(data_dir, video_id)
     d = data_dir / video_dir_rel(video_id)
-    if not d.exists():
-        return 0
-    count = sum(1 for p in d.iterdir() if p.is_file())
-    shutil.rmtree(d)
+    if d.exists():
+        shutil.rmtree(d)
     return count
 
 

@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from .errors import VideoError
 
@@ -45,6 +46,12 @@ def content_hash(path: Path, chunk: int = 1 << 20) -> str:
     except OSError as exc:
         raise VideoError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     return h.hexdigest()
+
+
+def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Even-sized (width, height) with the long side at most ``max_side``, aspect kept."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
 def open_video(path: Path) -> av.container.InputContainer:
@@ -103,3 +110,29 @@ def _ffmpeg_reason(exc: BaseException) -> str:
     """FFmpeg's own words without the file name it repeats."""
     text = getattr(exc, "strerror", None) or str(exc)
     return text.split(": '")[0].strip() or type(exc).__name__
+
+
+def frames_between(path: Path, start: float, end: float, max_side: int) -> list[tuple[float, np.ndarray]]:
+    """Decoded RGB frames (long side <= max_side) with times in [start, end] seconds: for refining a moment."""
+
+    out: list[tuple[float, np.ndarray]] = []
+    with open_video(path) as container:
+        info = probe(container, path)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = float(info.time_base)
+        target = int((max(0.0, start) + info.start_time) / tb)
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            w, h = scaled_size(info.width, info.height, max_side)
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                t = frame.pts * tb - info.start_time
+                if t > end:
+                    break
+                if t >= start:
+                    out.append((t, frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")))
+        except av.FFmpegError as exc:
+            raise VideoError(f"{path}: cannot decode {start:.1f}-{end:.1f} s ({_ffmpeg_reason(exc)})") from exc
+    return out

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Search.py - which video, and which moment, does this picture come from?
+
+    python code/Search.py IMAGE... [--top-k K] [--threshold T] [--json] [--report out.html]
+
+Prints a table per image (video, time, matching span, score, keyframe); --json prints one
+document [{"query", "results": [{"video_id", "video_path", "timestamp", "from", "to", "score",
+"keyframe_id", "keyframe_path"}]}]; --report writes an HTML contact sheet. An image that cannot
+be read gets one error line and exit code 1; the other images are still answered.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from utils import cli, report  # noqa: E402
+from utils.catalogue import open_catalogue  # noqa: E402
+from utils.embedder import Embedder  # noqa: E402
+from utils.errors import ImageError  # noqa: E402
+from utils.images import read_image  # noqa: E402
+from utils.search import Searcher  # noqa: E402
+from utils.vectorstore import VectorStore  # noqa: E402
+
+
+def main(args, cfg) -> int:
+    queries, failed = [], 0
+    for path in args.images:
+        try:
+            queries.append((path, read_image(path, cfg.search.max_image_bytes, cfg.search.max_image_pixels)))
+        except ImageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+    if not queries:
+        return 1
+    embedder = Embedder.from_config(cfg)
+    with open_catalogue(cfg) as cat, VectorStore(cfg) as store:
+        answers = Searcher(cfg, cat, store, embedder).search(queries, args.top_k, args.threshold)
+    if args.json:
+        cli.print_json([a.as_dict() for a in answers])
+    else:
+        for a in answers:
+            print(f"\n{a.query}")
+            if not a.results:
+                print("  no match (best score under the threshold)")
+                continue
+            cli.print_table([(i + 1, m.video_id, report.fmt_time(m.timestamp),
+                              f"{report.fmt_time(m.from_)}-{report.fmt_time(m.to)}", f"{m.score:.3f}",
+                              m.keyframe_id, Path(m.video_path).name) for i, m in enumerate(a.results)],
+                            ["#", "video_id", "at", "span", "score", "keyframe", "video"])
+    if args.report:
+        rows = []
+        for (name, rgb), a in zip(queries, answers):
+            cells = [report.figure(report.thumbnail_uri(rgb), ["query", name], "q")]
+            cells += [report.figure(report.image_file_uri(m.keyframe_path),
+                                    [Path(m.video_path).name, f"at {report.fmt_time(m.timestamp)}",
+                                     f"score {m.score:.3f}"]) for m in a.results]
+            rows.append(report.row(cells, "" if a.results else "no match"))
+        report.write(args.report, report.page("Picture4Video search", rows))
+        print(f"report written to {args.report}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    p = cli.parser(__doc__.splitlines()[1])
+    p.add_argument("images", nargs="+", help="query image files (screenshots, frames, photos of a screen)")
+    p.add_argument("--top-k", type=int, help="videos per query (default: search.top_k)")
+    p.add_argument("--threshold", type=float, help="minimum score (default: search.threshold)")
+    p.add_argument("--report", help="write an HTML contact sheet here")
+    sys.exit(cli.run(p, main))

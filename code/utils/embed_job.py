@@ -1,0 +1,99 @@
+"""Insert2Milvus' job: embed every catalogued keyframe not yet embedded and put it in Milvus.
+
+Order matters for consistency: vectors are upserted (by keyframe id) first and the catalogue's
+``embedded`` flags are set only after Milvus accepted the batch. A crash in between leaves flags
+off for vectors that exist; the re-run upserts them again, which replaces rather than duplicates.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from .catalogue import Catalogue
+from .config import Config
+from .embedder import Embedder
+from .errors import InputError
+from .vectorstore import ModelInfo, VectorStore
+
+
+@dataclass
+class EmbedSummary:
+    embedded: int = 0
+    already: int = 0
+    wall_s: float = 0.0
+    rebuilt: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "embedded": self.embedded,
+            "already_embedded": self.already,
+            "rebuilt": self.rebuilt,
+            "wall_seconds": round(self.wall_s, 3),
+            "keyframes_per_second": round(self.embedded / self.wall_s, 2) if self.wall_s > 0 else 0.0,
+        }
+
+    def describe(self) -> str:
+        rate = self.embedded / self.wall_s if self.wall_s > 0 else 0.0
+        return (f"embedded {self.embedded} keyframes ({self.already} were already in Milvus) in {self.wall_s:.1f} s, "
+                f"{rate:.1f} keyframes/s" + (", collection rebuilt" if self.rebuilt else ""))
+
+
+def model_info(embedder: Embedder) -> ModelInfo:
+    return ModelInfo(embedder.name, embedder.sha256, embedder.dim)
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """A stored keyframe image as RGB; a missing file is drift between disk and catalogue."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f"keyframe image missing or unreadable: {path} (run Check.py --repair)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def embed_pending(cfg: Config, cat: Catalogue, store: VectorStore, embedder: Embedder,
+                  video_id: int | None = None, rebuild: bool = False,
+                  on_batch: Callable[[int, int], None] | None = None) -> EmbedSummary:
+    """Embed and insert pending keyframes; ``on_batch(done, total)`` reports progress."""
+    start = time.perf_counter()
+    summary = EmbedSummary(rebuilt=rebuild)
+    model = model_info(embedder)
+    if rebuild:
+        store.drop()
+    if store.model() is None:
+        store.ensure(model)
+        cat.mark_all_unembedded()  # a new collection holds nothing, whatever the flags said
+    else:
+        store.check(model)
+    total = cat.count_keyframes(video_id=video_id, embedded=False)
+    summary.already = cat.count_keyframes(video_id=video_id, embedded=True)
+    batch = max(cfg.model.batch_size, 1) * 4
+    last_id = 0
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        while rows := cat.keyframes(video_id=video_id, embedded=False, after_id=last_id, limit=batch):
+            images = list(pool.map(read_rgb, [str(cfg.data_path / k.image_path) for k in rows]))
+            vectors = embedder.embed(images)
+            store.upsert([k.id for k in rows], [k.video_id for k in rows], [k.timestamp for k in rows], vectors)
+            cat.mark_embedded([k.id for k in rows])
+            summary.embedded += len(rows)
+            last_id = rows[-1].id
+            if on_batch:
+                on_batch(summary.embedded, total)
+    if summary.embedded or rebuild:
+        store.flush()
+        store.load()
+    summary.wall_s = time.perf_counter() - start
+    return summary
+
+
+def embed_library(cfg: Config, cat: Catalogue, video_id: int | None = None, rebuild: bool = False,
+                  on_batch: Callable[[int, int], None] | None = None) -> EmbedSummary:
+    """Open the configured model and Milvus, then ``embed_pending``: what Insert2Milvus.py and Create.py --embed run."""
+    embedder = Embedder.from_config(cfg)
+    with VectorStore(cfg) as store:
+        return embed_pending(cfg, cat, store, embedder, video_id=video_id, rebuild=rebuild, on_batch=on_batch)

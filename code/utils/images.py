@@ -1,0 +1,81 @@
+"""Query images: reading what users send, and cleaning it up before it is embedded.
+
+Screenshots arrive rotated by EXIF, huge, truncated, letterboxed or pillarboxed. Reading is strict
+(one ImageError line for anything unusable, with limits checked before decoding a pixel) and the
+clean-up cuts uniform borders the way trace.moe's cutBorders does, because black bars otherwise
+dominate a whole-frame descriptor.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+BORDER_STD = 6.0  # a row/column with luma std under this is flat
+BORDER_DELTA = 12.0  # ...and within this of the edge colour belongs to the border
+MIN_KEEP = 0.3  # never cut more than 70% of a side: a flat image is a flat image
+
+
+def read_image(path: str | Path, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """An image file as HxWx3 uint8 RGB, upright per its EXIF orientation."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise ImageError(f"{p}: no such file") from None
+    except OSError as exc:
+        raise ImageError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+    if not p.is_file():
+        raise ImageError(f"{p}: not a regular file")
+    if size == 0:
+        raise ImageError(f"{p}: empty file (0 bytes)")
+    if size > max_bytes:
+        raise ImageError(f"{p}: {size} bytes is over the limit of {max_bytes} (search.max_image_bytes)")
+    try:
+        with Image.open(p) as im:
+            if im.width * im.height > max_pixels:
+                raise ImageError(f"{p}: {im.width}x{im.height} is over the limit of {max_pixels} pixels "
+                                 "(search.max_image_pixels)")
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im.load()
+            rgb = ImageOps.exif_transpose(im).convert("RGB")
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{p}: not an image (or a format Pillow cannot read)") from None
+    except PermissionError:
+        raise ImageError(f"{p}: permission denied") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{p}: truncated or corrupt image ({exc})") from exc
+    return np.asarray(rgb)
+
+
+def cut_borders(rgb: np.ndarray) -> np.ndarray:
+    """Crop flat bars (letterbox, pillarbox, solid frames) from the image's edges."""
+    grey = rgb.astype(np.float32).mean(axis=2)
+    h, w = grey.shape
+    top = _flat_run(grey, h)
+    bottom = _flat_run(grey[::-1], h)
+    left = _flat_run(grey.T, w)
+    right = _flat_run(grey.T[::-1], w)
+    if h - top - bottom < h * MIN_KEEP or w - left - right < w * MIN_KEEP:
+        return rgb
+    return rgb[top:h - bottom, left:w - right]
+
+
+def _flat_run(lines: np.ndarray, n: int) -> int:
+    """How many leading lines (rows of ``lines``) are flat and of the first line's colour."""
+    edge = float(np.median(lines[0]))
+    std = lines.std(axis=1)
+    off = np.abs(np.median(lines, axis=1) - edge)
+    flat = (std < BORDER_STD) & (off < BORDER_DELTA)
+    if not flat[0]:
+        return 0
+    run = int(np.argmin(flat)) if not flat.all() else n
+    return run

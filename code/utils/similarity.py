@@ -1,0 +1,32 @@
+"""Similarity of two images or stored keyframes, by the same embedding Search uses."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .catalogue import Catalogue
+from .config import Config
+from .embedder import Embedder
+from .errors import InputError
+from .images import cut_borders, read_image
+
+KEYFRAME_PREFIX = "kf:"
+
+
+def load_operand(cfg: Config, cat: Catalogue, ref: str) -> np.ndarray:
+    """``kf:ID`` is a stored keyframe, anything else an image file; returns RGB pixels."""
+    if ref.startswith(KEYFRAME_PREFIX):
+        raw = ref[len(KEYFRAME_PREFIX):]
+        if not raw.isdigit():
+            raise InputError(f"{ref}: a keyframe reference is kf:<number>")
+        rows = cat.keyframes_by_id([int(raw)])
+        if int(raw) not in rows:
+            raise InputError(f"{ref}: no keyframe with id {raw} in the catalogue")
+        ref = str(cfg.data_path / rows[int(raw)].image_path)
+    return read_image(ref, cfg.search.max_image_bytes, cfg.search.max_image_pixels)
+
+
+def similarity(embedder: Embedder, a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of the border-cut images' embeddings, in [-1, 1]."""
+    va, vb = embedder.embed([cut_borders(a), cut_borders(b)])
+    return float(np.dot(va, vb))
