@@ -178,14 +178,15 @@ signal_and_wait() {
 }
 
 cmd_stop() {
-    local pgid="" wrapper="" children=() p port leftover=() members
+    local pgid="" wrapper="" children=() recorded=() p port leftover=() members
     wrapper=$(wrapper_pid || true)
     [[ -s $DIR/milvus-server.pid ]] && pgid=$(tr -dc '0-9' <"$DIR/milvus-server.pid")
     port=$(cat "$DIR/milvus.port" 2>/dev/null || true)
 
     # The children: recorded ones that are still a milvus, plus any other member of the group.
     if [[ -s $DIR/milvus-standalone.pid ]]; then
-        for p in $(cat "$DIR/milvus-standalone.pid"); do
+        read -r -a recorded < <(tr '\n' ' ' <"$DIR/milvus-standalone.pid") || true
+        for p in "${recorded[@]}"; do
             alive "$p" && [[ $(cat "/proc/$p/comm" 2>/dev/null) == milvus* ]] && children+=("$p")
         done
     fi

@@ -94,7 +94,7 @@ class MilvusConfig:
 @dataclass
 class SearchConfig:
     top_k: int = 5
-    threshold: float = 0.55  # cosine below this = no match
+    threshold: float = 0.72  # cosine below this = no match
     candidates: int = 50  # keyframe hits fetched per query before grouping by video
     group_gap: float = 3.0  # seconds: hits of one video closer than this form one scene span
     refine: bool = True  # decode around the best keyframe to find the exact moment
