@@ -74,6 +74,24 @@ def mysql_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
                        stdout=subprocess.DEVNULL)
 
 
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URI of a real Milvus standalone server: CI's, or one started here (pip package ``milvus``)."""
+    if os.environ.get("P4V_TEST_MILVUS_URI"):
+        yield os.environ["P4V_TEST_MILVUS_URI"]
+        return
+    if not shutil.which("milvus-server"):
+        pytest.skip("no Milvus server: set P4V_TEST_MILVUS_URI or pip install -r requirements-dev.txt")
+    d = tmp_path_factory.mktemp("milvus")
+    port = "29530"
+    script = str(ROOT / ".ci" / "milvus.sh")
+    subprocess.run(["bash", script, "start", str(d), port], check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        subprocess.run(["bash", script, "stop", str(d)], check=False, stdout=subprocess.DEVNULL)
+
+
 def make_config(tmp: Path, backend: str, mysql: dict[str, str] | None = None, **env: str) -> Config:
     """A config rooted in ``tmp`` (its own data dir) for ``backend``; extra P4V_* overrides in ``env``."""
     overrides = {"P4V_DATA_DIR": str(tmp / "data"), "P4V_CATALOGUE__BACKEND": backend, **env}

@@ -58,6 +58,8 @@ class KeyframeConfig:
     mode: str = "full"  # full: I-frames + scene cuts + max-gap coverage; iframes: I-frames only (fast)
     max_gap: float = 1.0  # seconds; no two kept frames further apart (full mode)
     scene_threshold: float = 0.12  # mean abs luma change (0..1) between frames that marks a cut
+    change_threshold: float = 0.025  # ...and against the last kept frame that makes a new one worth keeping
+    min_gap: float = 0.25  # seconds; frames kept for gradual change are at least this far apart
     dedup_distance: int = 6  # dHash bits; closer neighbours within max_gap are dropped
     image_max_side: int = 480  # long side of stored keyframe JPEGs
     jpeg_quality: int = 90
@@ -107,9 +109,25 @@ class SearchConfig:
 @dataclass
 class RetrievalConfig:
     threshold: float = 0.6  # copy score at or above = is_copy
-    per_frame_k: int = 20
+    per_frame_k: int = 20  # library keyframes fetched per query frame view
     offset_tolerance: float = 1.0  # seconds; hits whose time offsets agree this well vote together
-    min_frames: int = 3
+    min_frames: int = 3  # aligned query frames a match needs (fewer only when the clip has fewer)
+    query_max_gap: float = 0.5  # seconds; query keyframes are sampled denser than the library's
+    min_similarity: float = 0.45  # keyframe hits under this cosine do not vote
+    max_gap: float = 3.0  # seconds of query time without an aligned frame that end a segment
+    max_peaks: int = 3  # time offsets examined per candidate video
+    max_matches: int = 5  # matches reported per clip
+    mirror: bool = True  # also search each query frame flipped left-right
+    verify: bool = True  # check the aligned frames region by region (same scene, other content)
+    verify_pairs: int = 8  # aligned frame pairs checked per match
+
+    def __post_init__(self) -> None:
+        for name in ("offset_tolerance", "query_max_gap", "max_gap"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"retrieval.{name} must be > 0")
+        for name in ("per_frame_k", "min_frames", "max_peaks", "max_matches", "verify_pairs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"retrieval.{name} must be >= 1")
 
 
 @dataclass

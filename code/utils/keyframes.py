@@ -5,7 +5,9 @@ ten seconds, so a screenshot taken between them would land far from any stored f
 mode every frame is decoded (cheaply: only a tiny luma thumbnail is looked at) and a frame is kept
 when it is
 - an I-frame (``iframe``),
-- the first frame after a hard cut (``scene``: mean absolute change of a 32x32 luma thumbnail), or
+- the first frame after a hard cut, or the first frame that has drifted visibly from the last kept
+  one (``scene``: mean absolute change of a 32x32 luma thumbnail against the previous frame, or
+  against the last kept frame, at least ``min_gap`` after it), or
 - needed so that no two kept frames are more than ``max_gap`` seconds apart (``gap``).
 I-frame and scene candidates that look the same as the last kept frame (dHash distance) within
 ``max_gap`` are dropped as near-duplicates; gap frames never are, so coverage holds.
@@ -132,16 +134,17 @@ class KeyframeExtractor:
         seq = 0
         last_t: float | None = None
         last_hash: int | None = None
+        last_thumb: np.ndarray | None = None
         prev: _Candidate | None = None
         prev_kept = False
 
         def keep(c: _Candidate, kind: str) -> Keyframe:
-            nonlocal seq, last_t, last_hash
+            nonlocal seq, last_t, last_hash, last_thumb
             w, h = scaled_size(c.frame.width, c.frame.height, cfg.image_max_side)
             image = c.frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
             kf = Keyframe(seq, c.index, c.pts, round(c.timestamp, 6), kind, image)
             seq += 1
-            last_t, last_hash = c.timestamp, dhash(c.thumb)
+            last_t, last_hash, last_thumb = c.timestamp, dhash(c.thumb), c.thumb
             return kf
 
         for cur in self._frames():
@@ -158,6 +161,10 @@ class KeyframeExtractor:
             if kind and last_t is not None and cur.timestamp - last_t <= cfg.max_gap \
                     and hamming(dhash(cur.thumb), last_hash or 0) <= cfg.dedup_distance:
                 kind = None  # a near-duplicate of the frame just kept
+            if kind is None and full and last_thumb is not None and last_t is not None \
+                    and cur.timestamp - last_t >= cfg.min_gap \
+                    and np.abs(cur.thumb - last_thumb).mean() / 255.0 > cfg.change_threshold:
+                kind = "scene"  # gradual change (motion, a pose) since the last kept frame
             if kind is None and (last_t is None or (full and cur.timestamp - last_t > cfg.max_gap + 1e-6)):
                 kind = "iframe" if cur.key else "gap"  # the first frame, or frames sparser than max_gap
             if kind is not None:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .catalogue import READY, Catalogue, KeyframeRow
+from .catalogue import READY, Catalogue
 from .config import Config
 from .embedder import Embedder
 from .errors import VideoError
@@ -25,6 +25,7 @@ from .video import frames_between
 
 SPAN_SCORE_DROP = 0.05  # hits this close to the best score count towards the matching span
 REFINE_FRAMES = 12  # frames embedded when refining a moment
+REFINE_CANDIDATES = 3  # strong keyframe hits of one video whose surroundings are refined
 
 
 @dataclass
@@ -113,7 +114,7 @@ class Searcher:
             lo, hi = self._span([h for h, _ in vhits], top)
             moment, score = top.timestamp, top.score
             if self.cfg.search.refine:
-                moment, score = self._refine(Path(video.path), rows[top.id], view_vecs[vi], moment, score)
+                moment, score = self._refine_best(Path(video.path), vhits, view_vecs, top)
             matches.append(Match(video_id, video.path, moment, min(lo, moment), max(hi, moment), score, top.id,
                                  str(self.cfg.data_path / rows[top.id].image_path)))
         matches.sort(key=lambda m: -m.score)
@@ -134,12 +135,28 @@ class Searcher:
             hi = t
         return lo, hi
 
-    def _refine(self, video_path: Path, kf: KeyframeRow, query_vec: np.ndarray, moment: float,
+    def _refine_best(self, video_path: Path, vhits: list[tuple[Hit, int]], view_vecs: np.ndarray,
+                     top: Hit) -> tuple[float, float]:
+        """Refine around the few strongest, well separated keyframe hits: a video may return to a
+        similar picture (a pose, a shot), and the best keyframe is then not always the right moment."""
+        picks: list[tuple[Hit, int]] = []
+        for h, vi in sorted(vhits, key=lambda x: -x[0].score):
+            if h.score < top.score - SPAN_SCORE_DROP or len(picks) == REFINE_CANDIDATES:
+                break
+            if all(abs(h.timestamp - p.timestamp) > self.cfg.search.refine_window for p, _ in picks):
+                picks.append((h, vi))
+        best = (top.timestamp, top.score)
+        for h, vi in picks:
+            best = max(best, self._refine(video_path, h.timestamp, view_vecs[vi], h.timestamp, h.score),
+                       key=lambda ts: ts[1])
+        return best
+
+    def _refine(self, video_path: Path, center: float, query_vec: np.ndarray, moment: float,
                 score: float) -> tuple[float, float]:
-        """Decode around the best keyframe and take the best-matching frame's time (the query's moment)."""
+        """Decode around a keyframe and take the best-matching frame's time (the query's moment)."""
         w = self.cfg.search.refine_window
         try:
-            frames = frames_between(video_path, kf.timestamp - w, kf.timestamp + w, self.cfg.keyframes.image_max_side)
+            frames = frames_between(video_path, center - w, center + w, self.cfg.keyframes.image_max_side)
         except VideoError:
             return moment, score  # the video moved or is unreadable: the keyframe's time is the best we have
         if len(frames) > REFINE_FRAMES:

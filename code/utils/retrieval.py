@@ -1,0 +1,455 @@
+"""VideoRetrieval: is this clip a copy of something in the library, and of which part?
+
+A file hash only catches byte-identical files, so copies are found by content, in the way the
+video copy detection literature does it (temporal Hough voting, e.g. Douze et al., "An image-based
+approach to video copy detection with spatio-temporal post-filtering", 2010):
+
+1. The query's keyframes are extracted as Create does, only denser (``query_max_gap``): the
+   library holds a frame at least every second, so a query frame every half second is never far
+   from a library keyframe of the same moment, and the time offset is measured more finely.
+2. Each frame is embedded as it is, mirrored (flipped copies are common) and, when it has flat
+   bars, without them (a letter-boxed copy), and the ``per_frame_k`` nearest library keyframes of
+   every view are fetched from Milvus. Flat frames (black, white, a solid title card) are skipped:
+   they match every video's fades and say nothing about where a clip comes from.
+3. Every (query frame, library keyframe) hit votes for its video and its time offset
+   ``video_time - query_time``. A copy, whatever its frame rate, dropped frames or trims, keeps one
+   offset, so its votes pile up in one bin; chance look-alikes scatter.
+4. Inside each strong (video, offset) bin the hits are chained monotonically in time (a weighted
+   longest increasing subsequence), which drops stray hits and gives the aligned segment; a gap of
+   more than ``max_gap`` seconds without aligned frames ends a segment, so a clip made of a library
+   segment and unrelated footage reports only the library segment.
+5. The chain is verified region by region (``verify``): the same scene shot again (the same room,
+   another person) matches globally, but not in every part of the picture, while a copy does.
+   The copy score is the mean similarity of the aligned frames, the region check folded in.
+
+A file with the same content hash as a library video is answered at once, without decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from .catalogue import READY, Catalogue, Video
+from .config import Config
+from .embedder import Embedder
+from .errors import InputError
+from .images import cut_borders
+from .keyframes import KeyframeExtractor
+from .vectorstore import Hit, ModelInfo, VectorStore
+from .video import content_hash
+
+RAW, MIRROR, CUT = 0, 1, 2  # query views: as decoded, flipped left-right, flat borders cut
+FLAT_STD = 8.0  # a frame whose luma standard deviation is under this is flat (fade, blank, solid card)
+CUT_MIN_GAIN = 0.03  # a border cut that removes less than this share of the frame adds no view
+REGION = 0.6  # verification regions: four corners and the centre, each this share of each side
+JPEG_QUALITY = 90
+SEARCH_BATCH = 64  # query views embedded and searched together
+
+
+@dataclass(frozen=True)
+class QueryFrame:
+    """A query keyframe; its pixels are kept JPEG-compressed so that long clips fit in memory."""
+
+    index: int
+    time: float
+    kind: str
+    jpeg: bytes
+    flat: bool
+
+    def rgb(self) -> np.ndarray:
+        return cv2.cvtColor(cv2.imdecode(np.frombuffer(self.jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@dataclass(frozen=True)
+class FrameHit:
+    """One candidate correspondence: query frame ``q`` looks like library keyframe ``keyframe_id``."""
+
+    q: int
+    query_time: float
+    keyframe_id: int
+    video_id: int
+    video_time: float
+    score: float
+    view: int = RAW
+
+    @property
+    def offset(self) -> float:
+        return self.video_time - self.query_time
+
+
+@dataclass
+class Segment:
+    """A monotone chain of hits of one video at one time offset."""
+
+    video_id: int
+    offset: float
+    pairs: list[FrameHit]
+
+    @property
+    def similarity(self) -> float:
+        return float(np.mean([p.score for p in self.pairs])) if self.pairs else 0.0
+
+
+@dataclass
+class CopyMatch:
+    """One library video (segment) the query copies; the field names are VideoRetrieval's JSON contract."""
+
+    video_id: int
+    video_path: str
+    score: float
+    query_start: float
+    query_end: float
+    video_start: float
+    video_end: float
+    frames: int
+    pairs: list[FrameHit] = field(default_factory=list, repr=False)
+    exact: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {"video_id": self.video_id, "video_path": self.video_path, "score": round(self.score, 4),
+                "query_start": round(self.query_start, 3), "query_end": round(self.query_end, 3),
+                "video_start": round(self.video_start, 3), "video_end": round(self.video_end, 3),
+                "frames": self.frames}
+
+
+@dataclass
+class CopyAnswer:
+    query: str
+    is_copy: bool
+    matches: list[CopyMatch]
+    duration: float = 0.0
+    frames: list[QueryFrame] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"query": self.query, "is_copy": self.is_copy, "matches": [m.as_dict() for m in self.matches]}
+
+
+# -- temporal alignment (pure functions: hits in, segments out) -------------------------------------
+
+def vote_offsets(hits: Sequence[FrameHit], tolerance: float, max_peaks: int) -> list[tuple[float, float]]:
+    """The strongest time offsets of one video's hits, as (offset, votes), best first.
+
+    Offsets are binned at half the tolerance; a bin's votes are, summed over query frames, each
+    frame's best score within +-tolerance of the bin. Counting a frame once per bin matters: a
+    static shot matches several neighbouring keyframes, and would otherwise outvote a real copy.
+    Peaks closer than twice the tolerance to a stronger one are the same peak.
+    """
+    if not hits:
+        return []
+    width = tolerance / 2.0
+    offsets = np.array([h.offset for h in hits])
+    lo = float(offsets.min())
+    bins = np.floor((offsets - lo) / width).astype(int)
+    frames = sorted({h.q for h in hits})
+    row = {q: i for i, q in enumerate(frames)}
+    grid = np.zeros((len(frames), int(bins.max()) + 1), dtype=np.float32)
+    for h, b in zip(hits, bins):
+        r = row[h.q]
+        grid[r, b] = max(grid[r, b], h.score)
+    reach = 2  # bins either side: +-tolerance
+    padded = np.pad(grid, ((0, 0), (reach, reach)))
+    window = np.max([padded[:, i:i + grid.shape[1]] for i in range(2 * reach + 1)], axis=0)
+    votes = window.sum(axis=0)
+    peaks: list[tuple[float, float]] = []
+    for b in np.argsort(-votes, kind="stable"):
+        if votes[b] <= 0 or len(peaks) == max_peaks:
+            break
+        center = lo + (b + 0.5) * width
+        if all(abs(center - c) > 2 * tolerance for c, _ in peaks):
+            peaks.append((center, float(votes[b])))
+    return peaks
+
+
+def monotone_chains(hits: Sequence[FrameHit], max_gap: float, floor: float) -> list[list[FrameHit]]:
+    """Split hits of one offset bin into time-ordered chains, best (highest total weight) first.
+
+    A chain takes each query frame at most once, with query times increasing and library times not
+    decreasing (the query is sampled more densely than the library, so two query frames may share
+    a library keyframe), and no two consecutive links more than ``max_gap`` seconds apart in query
+    time. Links weigh ``score - floor``, so strong hits decide the chain and weak ones only extend it.
+    """
+    pool = sorted(hits, key=lambda h: (h.query_time, h.video_time, -h.score))
+    chains: list[list[FrameHit]] = []
+    while pool:
+        n = len(pool)
+        tq = np.array([h.query_time for h in pool])
+        tv = np.array([h.video_time for h in pool])
+        w = np.array([h.score - floor + 1e-3 for h in pool])
+        best = w.copy()
+        back = np.full(n, -1)
+        for j in range(1, n):
+            ok = (tq[:j] < tq[j]) & (tv[:j] <= tv[j] + 1e-6) & (tq[j] - tq[:j] <= max_gap)
+            if ok.any():
+                cand = np.where(ok, best[:j], -np.inf)
+                i = int(np.argmax(cand))
+                if cand[i] + w[j] > best[j]:
+                    best[j], back[j] = cand[i] + w[j], i
+        j = int(np.argmax(best))
+        chain = []
+        while j >= 0:
+            chain.append(pool[j])
+            j = int(back[j])
+        chain.reverse()
+        chains.append(chain)
+        used_q = {h.q for h in chain}
+        lo_t, hi_t = chain[0].query_time, chain[-1].query_time
+        # what is left of this bin outside the chain's span may be another copy of the same part
+        pool = [h for h in pool if h.q not in used_q and not (lo_t <= h.query_time <= hi_t)]
+    return chains
+
+
+def find_segments(hits: Iterable[FrameHit], tolerance: float, max_gap: float, min_frames: int,
+                  floor: float, max_peaks: int = 3) -> list[Segment]:
+    """Aligned segments of every video in ``hits``, strongest first, at least ``min_frames`` long."""
+    by_video: dict[int, list[FrameHit]] = {}
+    for h in hits:
+        by_video.setdefault(h.video_id, []).append(h)
+    out: list[Segment] = []
+    for video_id, vhits in by_video.items():
+        taken: list[tuple[float, float]] = []  # query spans already claimed by a stronger segment
+        for center, _ in vote_offsets(vhits, tolerance, max_peaks):
+            in_bin = [h for h in vhits if abs(h.offset - center) <= tolerance]
+            for chain in monotone_chains(in_bin, max_gap, floor):
+                if len(chain) < min_frames:
+                    continue
+                span = (chain[0].query_time, chain[-1].query_time)
+                if any(_overlap(span, t) > 0.5 for t in taken):
+                    continue
+                taken.append(span)
+                out.append(Segment(video_id, robust_offset(chain), chain))
+    out.sort(key=lambda s: (-s.similarity * len(s.pairs)))
+    return out
+
+
+def robust_offset(chain: Sequence[FrameHit]) -> float:
+    """The segment's time offset: median over library keyframes of the offset to their best query frame.
+
+    The best-scoring query frame of a library keyframe is the one nearest in time, so its offset
+    errs by at most half the query sampling gap; the median shrugs off the odd wrong pairing.
+    """
+    best: dict[int, FrameHit] = {}
+    for h in chain:
+        if h.keyframe_id not in best or h.score > best[h.keyframe_id].score:
+            best[h.keyframe_id] = h
+    return float(np.median([h.offset for h in best.values()]))
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Share of the shorter span covered by the other (spans of one point count as 0.1 s)."""
+    inter = min(a[1], b[1]) - max(a[0], b[0])
+    shorter = max(min(a[1] - a[0], b[1] - b[0]), 0.1)
+    return max(0.0, inter) / shorter
+
+
+# -- views and regions ------------------------------------------------------------------------------
+
+def frame_views(rgb: np.ndarray, mirror: bool) -> list[tuple[int, np.ndarray]]:
+    """What is embedded for one query frame: itself, its mirror, and its border-cut core if that differs.
+
+    The frame as it is comes first because library keyframes are embedded whole, bars included:
+    a re-encode of a letter-boxed film keeps its bars, a letter-boxed copy of a full-frame video
+    adds them (that is what the cut view is for).
+    """
+    views = [(RAW, rgb)]
+    if mirror:
+        views.append((MIRROR, np.ascontiguousarray(rgb[:, ::-1])))
+    core = cut_borders(rgb)
+    if core.shape[0] * core.shape[1] < (1.0 - CUT_MIN_GAIN) * rgb.shape[0] * rgb.shape[1]:
+        views.append((CUT, core))
+    return views
+
+
+def regions(rgb: np.ndarray) -> list[np.ndarray]:
+    """Four overlapping corner regions and the centre region of a picture, for region-wise verification."""
+    h, w = rgb.shape[:2]
+    rh, rw = max(1, int(h * REGION)), max(1, int(w * REGION))
+    ys, xs = (0, h - rh), (0, w - rw)
+    out = [rgb[y:y + rh, x:x + rw] for y in ys for x in xs]
+    out.append(rgb[(h - rh) // 2:(h - rh) // 2 + rh, (w - rw) // 2:(w - rw) // 2 + rw])
+    return out
+
+
+def _is_flat(rgb: np.ndarray) -> bool:
+    small = cv2.resize(rgb, (64, 36), interpolation=cv2.INTER_AREA)
+    return float(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).std()) < FLAT_STD
+
+
+# -- the detector -----------------------------------------------------------------------------------
+
+class CopyDetector:
+    """Holds the model, the catalogue and Milvus open across many query clips."""
+
+    def __init__(self, cfg: Config, cat: Catalogue, store: VectorStore, embedder: Embedder):
+        self.cfg = cfg
+        self.r = cfg.retrieval
+        self.cat = cat
+        self.store = store
+        self.embedder = embedder
+        store.check(ModelInfo(embedder.name, embedder.sha256, embedder.dim))
+        self._videos: dict[int, Video | None] = {}
+        self._kf_regions: dict[int, np.ndarray | None] = {}
+
+    def detect(self, path: str | Path, threshold: float | None = None,
+               on_frames: Callable[[int], None] | None = None) -> CopyAnswer:
+        """Answer one query clip. Raises :class:`InputError` (VideoError) when it is not a usable video."""
+        threshold = self.r.threshold if threshold is None else threshold
+        p = Path(path)
+        exact = self._exact(p)
+        if exact is not None:
+            return CopyAnswer(str(path), True, [exact], exact.query_end)
+        frames, hits, duration = self._read(p, on_frames)
+        usable = sum(not f.flat for f in frames)
+        min_frames = max(1, min(self.r.min_frames, usable))
+        segments = find_segments(hits, self.r.offset_tolerance, self.r.max_gap, min_frames,
+                                 self.r.min_similarity, self.r.max_peaks)
+        matches: list[CopyMatch] = []
+        for seg in segments:
+            video = self._video(seg.video_id)
+            if video is None or video.status != READY:
+                continue  # vectors of a video being deleted: never answer with it
+            score = self._score(seg, frames)
+            if score < threshold:
+                continue
+            matches.append(self._match(seg, video, score, frames, duration))
+        matches.sort(key=lambda m: (-m.score, -m.frames))
+        return CopyAnswer(str(path), bool(matches), matches[:self.r.max_matches], duration, frames)
+
+    # -- steps --------------------------------------------------------------------------------
+    def _exact(self, path: Path) -> CopyMatch | None:
+        """Same bytes as a ready library video: a copy of all of it, known without decoding a frame."""
+        if not path.is_file():
+            return None  # let the decoder say what is wrong with it
+        video = self.cat.video_by_hash(content_hash(path))
+        if video is None or video.status != READY:
+            return None
+        return CopyMatch(video.id, video.path, 1.0, 0.0, video.duration, 0.0, video.duration,
+                         video.keyframe_count, exact=True)
+
+    def _read(self, path: Path, on_frames: Callable[[int], None] | None
+              ) -> tuple[list[QueryFrame], list[FrameHit], float]:
+        """Decode, embed and search the query's keyframes in batches (memory stays flat for long clips)."""
+        kcfg = dataclasses.replace(self.cfg.keyframes, max_gap=self.r.query_max_gap)
+        frames: list[QueryFrame] = []
+        pending: list[tuple[int, int, np.ndarray]] = []  # (frame index, view, pixels)
+        best: dict[tuple[int, int], FrameHit] = {}  # (frame, keyframe) -> best hit over views
+        with KeyframeExtractor(path, kcfg) as ex:
+            done = 0
+            for kf in ex:
+                ok, buf = cv2.imencode(".jpg", cv2.cvtColor(kf.image, cv2.COLOR_RGB2BGR),
+                                       [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+                flat = _is_flat(kf.image)
+                frames.append(QueryFrame(len(frames), float(kf.timestamp), kf.kind, buf.tobytes() if ok else b"",
+                                         flat))
+                if not flat:
+                    pending += [(len(frames) - 1, v, img) for v, img in frame_views(kf.image, self.r.mirror)]
+                if len(pending) >= SEARCH_BATCH:
+                    self._search(pending, frames, best)
+                    pending = []
+                if on_frames is not None:
+                    on_frames(ex.frames_decoded - done)
+                    done = ex.frames_decoded
+            self._search(pending, frames, best)
+            duration = ex.decoded_duration
+        if not frames:
+            raise InputError(f"{path}: no frames to compare")
+        return frames, list(best.values()), duration
+
+    def _search(self, pending: list[tuple[int, int, np.ndarray]], frames: list[QueryFrame],
+                best: dict[tuple[int, int], FrameHit]) -> None:
+        if not pending:
+            return
+        vectors = self.embedder.embed([img for _, _, img in pending])
+        for (q, view, _), hits in zip(pending, self.store.search(vectors, self.r.per_frame_k)):
+            for h in hits:
+                if h.score < self.r.min_similarity:
+                    continue
+                key = (q, h.id)
+                if key not in best or h.score > best[key].score:
+                    best[key] = FrameHit(q, frames[q].time, h.id, h.video_id, h.timestamp, h.score, view)
+
+    def _video(self, video_id: int) -> Video | None:
+        if video_id not in self._videos:
+            self._videos[video_id] = self.cat.video(video_id)
+        return self._videos[video_id]
+
+    def _score(self, seg: Segment, frames: list[QueryFrame]) -> float:
+        """The copy score: mean similarity of the aligned frames, checked region by region when ``verify``."""
+        if not self.r.verify:
+            return seg.similarity
+        pairs = verification_pairs(seg.pairs, self.r.verify_pairs)
+        ids = sorted({p.keyframe_id for p in pairs})
+        self._load_keyframe_regions(ids)
+        sims = []
+        query_cache: dict[tuple[int, bool], np.ndarray] = {}
+        todo = [(p.q, p.view == MIRROR) for p in pairs]
+        missing = sorted(set(todo) - set(query_cache))
+        if missing:
+            imgs = []
+            for q, mirrored in missing:
+                rgb = frames[q].rgb()
+                imgs += regions(cut_borders(np.ascontiguousarray(rgb[:, ::-1]) if mirrored else rgb))
+            vecs = self.embedder.embed(imgs).reshape(len(missing), -1, self.embedder.dim)
+            query_cache.update(zip(missing, vecs))
+        for p, key in zip(pairs, todo):
+            lib = self._kf_regions.get(p.keyframe_id)
+            if lib is None:
+                sims.append(p.score)
+                continue
+            sims.append(float((query_cache[key] * lib).sum(axis=1).mean()))
+        region_sim = float(np.mean(sims)) if sims else 0.0
+        return 0.5 * (seg.similarity + region_sim)
+
+    def _load_keyframe_regions(self, ids: Sequence[int]) -> None:
+        """Region embeddings of library keyframes, from their stored images, cached across queries."""
+        need = [i for i in ids if i not in self._kf_regions]
+        if not need:
+            return
+        rows = self.cat.keyframes_by_id(need)
+        imgs, owners = [], []
+        for i in need:
+            row = rows.get(i)
+            img = cv2.imread(str(self.cfg.data_path / row.image_path), cv2.IMREAD_COLOR) if row else None
+            if img is None:
+                self._kf_regions[i] = None  # image gone (drift): fall back to the global score
+                continue
+            imgs += regions(cut_borders(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)))
+            owners.append(i)
+        if owners:
+            vecs = self.embedder.embed(imgs).reshape(len(owners), -1, self.embedder.dim)
+            self._kf_regions.update(zip(owners, vecs))
+
+    def _match(self, seg: Segment, video: Video, score: float, frames: list[QueryFrame],
+               duration: float) -> CopyMatch:
+        """Segment boundaries in seconds: query span from the aligned frames, library span by the offset."""
+        first, last = seg.pairs[0].q, seg.pairs[-1].q
+        q_start = 0.0 if first == 0 else _boundary(frames[first - 1], frames[first])
+        q_end = duration if last == len(frames) - 1 else _boundary(frames[last], frames[last + 1])
+        v_dur = video.duration if video.duration > 0 else float("inf")
+        v_start = min(max(0.0, q_start + seg.offset), v_dur)
+        v_end = min(max(v_start, q_end + seg.offset), v_dur)
+        return CopyMatch(video.id, video.path, score, q_start, q_end, v_start, v_end, len(seg.pairs), seg.pairs)
+
+
+def _boundary(before: QueryFrame, after: QueryFrame) -> float:
+    """Where a copied part starts or ends between two query frames: at a cut if there is one, else midway."""
+    if after.kind == "scene":
+        return after.time
+    return 0.5 * (before.time + after.time)
+
+
+def verification_pairs(pairs: Sequence[FrameHit], limit: int) -> list[FrameHit]:
+    """At most ``limit`` pairs spread along the chain, the best one per library keyframe."""
+    best: dict[int, FrameHit] = {}
+    for p in pairs:
+        if p.keyframe_id not in best or p.score > best[p.keyframe_id].score:
+            best[p.keyframe_id] = p
+    chosen = sorted(best.values(), key=lambda p: p.query_time)
+    if len(chosen) > limit:
+        chosen = [chosen[i] for i in np.linspace(0, len(chosen) - 1, limit).round().astype(int)]
+    return chosen

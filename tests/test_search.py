@@ -1,0 +1,149 @@
+"""Insert2Milvus, Search, Similarity and Delete, in-process, on a library of real clips, on both catalogues."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import drop_mysql_database, make_config, need_videos
+from utils.catalogue import open_catalogue
+from utils.delete import delete_videos
+from utils.embed_job import embed_library
+from utils.embedder import Embedder
+from utils.errors import VectorStoreError
+from utils.ingest import ingest
+from utils.search import Searcher
+from utils.similarity import similarity
+from utils.storage import count_video_files
+from utils.vectorstore import ModelInfo, VectorStore
+
+LIBRARY = ["bbb_0-30s_720p_vp8.webm", "intel_asl_again_480p_h264.mkv", "mdn_flower_540p_h264.mp4",
+           "cockatoo_720p_h264.mp4", "bikes_10s_640x272_h264.mp4", "webrtc_chrome_270p_h264.mp4",
+           "mdn_rabbit_480p_h264.mp4", "chaplin_360p_h264.mp4"]
+MOVING = ["bbb_0-30s_720p_vp8.webm", "intel_asl_again_480p_h264.mkv", "mdn_flower_540p_h264.mp4"]
+OUTSIDE = ["blend_modes_1080p_h264.mp4", "portrait_keyboard_1080x1920_h264.mp4"]
+
+
+def frame_at(path: Path, t: float) -> tuple[float, np.ndarray]:
+    """The decoded frame shown at time ``t`` (its exact time, RGB pixels)."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        start = s.start_time or 0
+        last = None
+        for f in c.decode(s):
+            ft = float((f.pts - start) * s.time_base)
+            if ft > t and last is not None:
+                break
+            last = (ft, f.to_ndarray(format="rgb24"))
+    assert last is not None
+    return last
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mysql"])
+def lib(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    videos = need_videos()
+    mysql = request.getfixturevalue("mysql_server") if request.param == "mysql" else None
+    cfg = make_config(tmp_path_factory.mktemp(request.param), request.param, mysql)
+    with open_catalogue(cfg) as cat:
+        assert ingest(cfg, cat, [videos / n for n in LIBRARY]).count("added") == len(LIBRARY)
+        first = embed_library(cfg, cat)
+        embedder = Embedder.from_config(cfg)
+        with VectorStore(cfg) as store:
+            yield cfg, cat, store, embedder, first
+    if request.param == "mysql":
+        drop_mysql_database(cfg)
+
+
+def test_insert_embeds_all_once_and_stores_agree(lib):
+    cfg, cat, store, _, first = lib
+    total = cat.counts()["keyframes"]
+    assert first.embedded == total > 0
+    again = embed_library(cfg, cat)
+    assert again.embedded == 0 and again.already == total
+    assert store.ids() == {k.id for k in cat.keyframes()}
+    assert cat.count_keyframes(embedded=False) == 0
+
+
+def test_collection_survives_reopen_and_describes_itself(lib):
+    cfg, cat, store, embedder, _ = lib
+    with VectorStore(cfg) as reopened:
+        assert reopened.model() == ModelInfo(embedder.name, embedder.sha256, embedder.dim)
+        assert reopened.ids() == store.ids()
+        desc = reopened.client.describe_collection(cfg.milvus.collection)
+        assert [f["name"] for f in desc["fields"]] == ["id", "video_id", "timestamp", "embedding"]
+        index = reopened.client.describe_index(cfg.milvus.collection, "embedding")
+        assert index["index_type"] == cfg.milvus.index_type and index["metric_type"] == "COSINE"
+
+
+def test_other_model_is_refused(lib):
+    _, _, store, embedder, _ = lib
+    with pytest.raises(VectorStoreError, match="configured model"):
+        store.check(ModelInfo("other-model", "0" * 64, embedder.dim))
+    with pytest.raises(VectorStoreError, match="512-d"):
+        store.check(ModelInfo(embedder.name, embedder.sha256, 512))
+
+
+def test_random_non_keyframe_moment_found_within_half_a_second(lib, videos):
+    cfg, cat, store, embedder, _ = lib
+    searcher = Searcher(cfg, cat, store, embedder)
+    rng = random.Random(20261123)
+    by_name = {Path(v.path).name: v for v in cat.videos()}
+    for name in MOVING:
+        v = by_name[name]
+        kf_times = {round(k.timestamp, 3) for k in cat.video_keyframes(v.id)}
+        t, rgb = frame_at(videos / name, rng.uniform(0.2, v.duration - 0.2))
+        assert round(t, 3) not in kf_times
+        (answer,) = searcher.search([(name, rgb)])
+        assert answer.results, name
+        best = answer.results[0]
+        assert best.video_id == v.id, (name, best)
+        assert abs(best.timestamp - t) <= 0.5, (name, t, best.timestamp)
+        assert best.from_ <= best.timestamp <= best.to
+        assert Path(best.keyframe_path).is_file()
+
+
+def test_mirrored_letterboxed_screenshot_found(lib, videos):
+    cfg, cat, store, embedder, _ = lib
+    t, rgb = frame_at(videos / "cockatoo_720p_h264.mp4", 6.3)
+    shot = np.zeros((rgb.shape[0] + 200, rgb.shape[1] + 160, 3), np.uint8)
+    shot[100:-100, 80:-80] = rgb[:, ::-1]
+    (answer,) = Searcher(cfg, cat, store, embedder).search([("shot", shot)])
+    assert Path(answer.results[0].video_path).name == "cockatoo_720p_h264.mp4"
+    assert abs(answer.results[0].timestamp - t) <= 1.0
+
+
+def test_video_outside_library_is_no_match(lib, videos):
+    cfg, cat, store, embedder, _ = lib
+    queries = [(f"{n}@{t}", frame_at(videos / n, t)[1]) for n in OUTSIDE for t in (0.5, 1.5)]
+    answers = Searcher(cfg, cat, store, embedder).search(queries)
+    assert [a.results for a in answers] == [[]] * len(queries)
+
+
+def test_similarity_same_shot_above_different_videos(lib, videos):
+    _, _, _, embedder, _ = lib
+    _, a = frame_at(videos / "mdn_flower_540p_h264.mp4", 2.0)
+    _, b = frame_at(videos / "mdn_flower_540p_h264.mp4", 2.3)
+    _, c = frame_at(videos / "bikes_10s_640x272_h264.mp4", 2.0)
+    same, different = similarity(embedder, a, b), similarity(embedder, a, c)
+    assert same > different
+    assert same >= 0.8 > different
+
+
+def test_delete_removes_everything_and_search_never_returns_it(lib, videos):
+    cfg, cat, store, embedder, _ = lib
+    victim = next(v for v in cat.videos() if Path(v.path).name == "chaplin_360p_h264.mp4")
+    n_kf = len(cat.video_keyframes(victim.id))
+    (res,) = delete_videos(cfg, cat, lambda: VectorStore(cfg), [victim.id])
+    assert (res.status, res.keyframes, res.vectors, res.files) == ("deleted", n_kf, n_kf, n_kf)
+    assert cat.video(victim.id) is None and cat.video_keyframes(victim.id) == []
+    assert store.ids([victim.id]) == set() and count_video_files(cfg.data_path, victim.id) == 0
+    _, rgb = frame_at(videos / "chaplin_360p_h264.mp4", 4.0)
+    (answer,) = Searcher(cfg, cat, store, embedder).search([("chaplin", rgb)], threshold=0.0, top_k=20)
+    assert victim.id not in {m.video_id for m in answer.results}
+    (again,) = delete_videos(cfg, cat, lambda: VectorStore(cfg), [victim.id])
+    assert (again.status, again.vectors, again.files) == ("not_found", 0, 0)
+    assert store.ids() == {k.id for k in cat.keyframes()}
