@@ -1,0 +1,187 @@
+"""The task scripts as a user runs them: exit codes, one-line errors, --json documents, reports.
+
+Milvus Lite lets one process open a database at a time, so the library here is built and read only
+by the scripts (subprocesses), never by the test process itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from conftest import config_env, drop_mysql_database, make_config, need_videos, run_script
+
+CLIPS = ["mdn_flower_540p_h264.mp4", "bikes_10s_640x272_h264.mp4", "spiral_1s_240p_mpeg4.avi"]
+SEARCH_KEYS = {"video_id", "video_path", "timestamp", "from", "to", "score", "keyframe_id", "keyframe_path"}
+
+
+def write_frame(video: Path, t: float, out: Path) -> Path:
+    with av.open(str(video)) as c:
+        for f in c.decode(c.streams.video[0]):
+            if f.time >= t:
+                cv2.imwrite(str(out), f.to_ndarray(format="bgr24"))
+                return out
+    raise AssertionError("no frame")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory):
+    videos = need_videos()
+    tmp = tmp_path_factory.mktemp("cli")
+    cfg = make_config(tmp, "sqlite")
+    env = config_env(cfg)
+    res = run_script("Create.py", "--embed", "--json", *[str(videos / c) for c in CLIPS], env=env)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["added"] == 3 and doc["embedding"]["embedded"] == doc["keyframes"]
+    return cfg, env, tmp, {Path(f["path"]).name: f["video_id"] for f in doc["files"]}
+
+
+def test_insert2milvus_rerun_inserts_nothing(library):
+    _, env, _, _ = library
+    res = run_script("Insert2Milvus.py", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["embedded"] == 0 and doc["already_embedded"] > 0
+
+
+def test_search_json_and_report(library, videos):
+    _, env, tmp, ids = library
+    q = write_frame(videos / "mdn_flower_540p_h264.mp4", 2.4, tmp / "flower <script>.jpg")
+    report = tmp / "report.html"
+    res = run_script("Search.py", str(q), "--json", "--report", str(report), env=env)
+    assert res.returncode == 0, res.stderr
+    (doc,) = json.loads(res.stdout)
+    assert doc["query"] == str(q)
+    top = doc["results"][0]
+    assert set(top) == SEARCH_KEYS
+    assert top["video_id"] == ids["mdn_flower_540p_h264.mp4"] and abs(top["timestamp"] - 2.4) <= 0.5
+    assert top["from"] <= top["timestamp"] <= top["to"] and Path(top["keyframe_path"]).is_file()
+    page = report.read_text()
+    assert "<script>" not in page and "flower &lt;script&gt;.jpg" in page and "data:image/jpeg;base64," in page
+    table = run_script("Search.py", str(q), env=env)
+    assert table.returncode == 0 and "mdn_flower_540p_h264.mp4" in table.stdout and "score" in table.stdout
+
+
+def test_search_bad_inputs_one_line_each_rest_answered(library, videos):
+    _, env, tmp, _ = library
+    good = write_frame(videos / "bikes_10s_640x272_h264.mp4", 3.3, tmp / "good.png")
+    empty = tmp / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp / "notes.png"
+    text.write_text("not an image")
+    truncated = tmp / "cut.jpg"
+    truncated.write_bytes(good.read_bytes()[:300] if good.suffix == ".jpg" else
+                          cv2.imencode(".jpg", cv2.imread(str(good)))[1].tobytes()[:2000])
+    big = tmp / "big.png"
+    cv2.imwrite(str(big), np.zeros((3000, 3000, 3), np.uint8))
+    args = [str(good), str(empty), str(text), str(truncated), str(tmp / "missing.jpg"), str(big), "--json"]
+    res = run_script("Search.py", *args, env={**env, "P4V_SEARCH__MAX_IMAGE_PIXELS": "4000000"})
+    assert res.returncode == 1
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 5, res.stderr
+    for name, words in [("empty.jpg", "empty"), ("notes.png", "not an image"), ("cut.jpg", "truncated"),
+                        ("missing.jpg", "no such file"), ("big.png", "over the limit")]:
+        assert any(name in e and words in e for e in errors), (name, errors)
+    (doc,) = json.loads(res.stdout)
+    assert doc["query"] == str(good) and doc["results"]
+
+
+def test_search_empty_library_is_one_clear_error(tmp_path, videos):
+    env = config_env(make_config(tmp_path, "sqlite"))
+    q = write_frame(videos / "bikes_10s_640x272_h264.mp4", 1.0, tmp_path / "q.jpg")
+    res = run_script("Search.py", str(q), env=env)
+    assert res.returncode != 0
+    assert res.stderr.strip().splitlines()[-1].startswith("error: the library is empty")
+    assert "Traceback" not in res.stderr
+
+
+def test_similarity_cli(library, videos):
+    _, env, tmp, _ = library
+    a = write_frame(videos / "mdn_flower_540p_h264.mp4", 1.0, tmp / "a.jpg")
+    b = write_frame(videos / "mdn_flower_540p_h264.mp4", 1.2, tmp / "b.jpg")
+    c = write_frame(videos / "bikes_10s_640x272_h264.mp4", 1.0, tmp / "c.jpg")
+    same = json.loads(run_script("Similarity.py", str(a), str(b), "--json", env=env).stdout)
+    diff = json.loads(run_script("Similarity.py", str(a), str(c), "--json", env=env).stdout)
+    assert set(same) == {"a", "b", "similarity", "same"}
+    assert same["same"] is True and diff["same"] is False and same["similarity"] > diff["similarity"]
+    kf = json.loads(run_script("Similarity.py", "kf:1", str(a), "--json", env=env).stdout)
+    assert -1.0 <= kf["similarity"] <= 1.0
+    bad = run_script("Similarity.py", "kf:999999", str(a), env=env)
+    assert bad.returncode != 0 and "no keyframe with id 999999" in bad.stderr
+
+
+def test_delete_cli_complete_and_idempotent(library, videos):
+    cfg, env, tmp, ids = library
+    vid = ids["spiral_1s_240p_mpeg4.avi"]
+    dry = json.loads(run_script("Delete.py", str(vid), "--dry-run", "--json", env=env).stdout)
+    assert dry[0]["status"] == "would_delete" and dry[0]["vectors"] == dry[0]["keyframes"] > 0
+    res = run_script("Delete.py", str(vid), "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    (done,) = json.loads(res.stdout)
+    assert done["status"] == "deleted" and done["vectors"] == done["files"] == done["keyframes"] == dry[0]["keyframes"]
+    assert not (cfg.data_path / "keyframes" / "000" / str(vid)).exists()
+    (again,) = json.loads(run_script("Delete.py", str(vid), "--json", env=env).stdout)
+    assert again["status"] == "not_found"
+    q = write_frame(videos / "spiral_1s_240p_mpeg4.avi", 0.5, tmp / "spiral.jpg")
+    found = json.loads(run_script("Search.py", str(q), "--json", "--threshold", "0", "--top-k", "10", env=env).stdout)
+    assert vid not in {r["video_id"] for r in found[0]["results"]}
+    readd = run_script("Create.py", "--embed", "--json", str(videos / "spiral_1s_240p_mpeg4.avi"), env=env)
+    assert json.loads(readd.stdout)["added"] == 1
+
+
+def test_lite_database_in_use_is_one_clear_error(library, videos, tmp_path):
+    _, env, _, _ = library
+    import subprocess
+    import sys
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from pymilvus import MilvusClient; "
+        "MilvusClient(sys.argv[2]); print('open', flush=True); time.sleep(60)"),
+        str(Path(__file__).parents[1] / "code"), env["P4V_MILVUS__URI"]], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        res = run_script("Insert2Milvus.py", env=env)
+        assert res.returncode != 0
+        assert "open in another process" in res.stderr and "Traceback" not in res.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_unreachable_mysql_is_one_clear_error(tmp_path):
+    env = config_env(make_config(tmp_path, "sqlite"))
+    env.update({"P4V_CATALOGUE__BACKEND": "mysql", "P4V_CATALOGUE__MYSQL__PORT": "1",
+                "P4V_CATALOGUE__MYSQL__CONNECT_TIMEOUT": "2"})
+    res = run_script("Create.py", str(tmp_path), env=env)
+    assert res.returncode == 3
+    assert res.stderr.strip().startswith("error: catalogue MySQL") and "Traceback" not in res.stderr
+
+
+def test_servers_profile_mysql_and_milvus_standalone(tmp_path, videos, mysql_server, milvus_server):
+    """The same scripts against a real MariaDB and a real Milvus standalone server."""
+    cfg = make_config(tmp_path, "mysql", mysql_server, P4V_MILVUS__URI=milvus_server,
+                      P4V_MILVUS__COLLECTION=f"p4v_test_{tmp_path.name[-8:].replace('-', '_')}")
+    env = {**config_env(cfg), "P4V_MILVUS__URI": milvus_server}
+    clip = videos / "bikes_10s_640x272_h264.mp4"
+    made = run_script("Create.py", "--embed", "--json", str(clip), env=env)
+    assert made.returncode == 0, made.stderr
+    q = write_frame(clip, 6.1, tmp_path / "q.jpg")
+    (doc,) = json.loads(run_script("Search.py", str(q), "--json", env=env).stdout)
+    assert Path(doc["results"][0]["video_path"]).name == clip.name
+    from utils.vectorstore import VectorStore
+    with VectorStore(cfg) as store:
+        desc = store.client.describe_collection(cfg.milvus.collection)
+        assert all(f["description"] for f in desc["fields"]) and "Picture4Video" in desc["description"]
+        assert store.client.get_load_state(cfg.milvus.collection)["state"].name == "Loaded"
+        vid = json.loads(made.stdout)["files"][0]["video_id"]
+        (gone,) = json.loads(run_script("Delete.py", str(vid), "--json", env=env).stdout)
+        assert gone["status"] == "deleted" and store.ids() == set()
+        store.drop()
+    drop_mysql_database(cfg)
+    shutil.rmtree(cfg.data_path, ignore_errors=True)
