@@ -3,6 +3,8 @@
 
     python code/Search.py IMAGE... [--top-k K] [--threshold T] [--json] [--report out.html]
 
+IMAGE is an image file, or VIDEO@SECONDS to ask with the frame a video shows at that time.
+
 Prints a table per image (video, time, matching span, score, keyframe); --json prints one
 document [{"query", "results": [{"video_id", "video_path", "timestamp", "from", "to", "score",
 "keyframe_id", "keyframe_path"}]}]; --report writes an HTML contact sheet. An image that cannot
@@ -17,9 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from utils import cli, report  # noqa: E402
 from utils.catalogue import open_catalogue  # noqa: E402
 from utils.embedder import Embedder  # noqa: E402
-from utils.errors import ImageError  # noqa: E402
-from utils.images import read_image  # noqa: E402
-from utils.search import Searcher  # noqa: E402
+from utils.errors import InputError  # noqa: E402
+from utils.search import Searcher, load_query  # noqa: E402
 from utils.vectorstore import VectorStore  # noqa: E402
 
 
@@ -27,8 +28,8 @@ def main(args, cfg) -> int:
     queries, failed = [], 0
     for path in args.images:
         try:
-            queries.append((path, read_image(path, cfg.search.max_image_bytes, cfg.search.max_image_pixels)))
-        except ImageError as exc:
+            queries.append((path, load_query(path, cfg)))
+        except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
     if not queries:
@@ -63,7 +64,7 @@ def main(args, cfg) -> int:
 
 if __name__ == "__main__":
     p = cli.parser(__doc__.splitlines()[1])
-    p.add_argument("images", nargs="+", help="query image files (screenshots, frames, photos of a screen)")
+    p.add_argument("images", nargs="+", help="query image files (screenshots, frames), or VIDEO@SECONDS")
     p.add_argument("--top-k", type=int, help="videos per query (default: search.top_k)")
     p.add_argument("--threshold", type=float, help="minimum score (default: search.threshold)")
     p.add_argument("--report", help="write an HTML contact sheet here")

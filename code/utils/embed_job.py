@@ -19,6 +19,7 @@ from .catalogue import Catalogue
 from .config import Config
 from .embedder import Embedder
 from .errors import InputError
+from .images import cut_borders
 from .vectorstore import ModelInfo, VectorStore
 
 
@@ -48,12 +49,14 @@ def model_info(embedder: Embedder) -> ModelInfo:
     return ModelInfo(embedder.name, embedder.sha256, embedder.dim)
 
 
-def read_rgb(path: str) -> np.ndarray:
-    """A stored keyframe image as RGB; a missing file is drift between disk and catalogue."""
+def read_keyframe(path: str) -> np.ndarray:
+    """A stored keyframe as it is embedded: RGB with flat borders cut, exactly as queries are.
+
+    A missing file is drift between disk and catalogue."""
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         raise InputError(f"keyframe image missing or unreadable: {path} (run Check.py --repair)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cut_borders(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
 
 
 def embed_pending(cfg: Config, cat: Catalogue, store: VectorStore, embedder: Embedder,
@@ -76,7 +79,7 @@ def embed_pending(cfg: Config, cat: Catalogue, store: VectorStore, embedder: Emb
     last_id = 0
     with ThreadPoolExecutor(max_workers=2) as pool:
         while rows := cat.keyframes(video_id=video_id, embedded=False, after_id=last_id, limit=batch):
-            images = list(pool.map(read_rgb, [str(cfg.data_path / k.image_path) for k in rows]))
+            images = list(pool.map(read_keyframe, [str(cfg.data_path / k.image_path) for k in rows]))
             vectors = embedder.embed(images)
             store.upsert([k.id for k in rows], [k.video_id for k in rows], [k.timestamp for k in rows], vectors)
             cat.mark_embedded([k.id for k in rows])

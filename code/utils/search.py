@@ -18,10 +18,10 @@ import numpy as np
 from .catalogue import READY, Catalogue
 from .config import Config
 from .embedder import Embedder
-from .errors import VideoError
-from .images import cut_borders
+from .errors import InputError, VideoError
+from .images import cut_borders, read_image
 from .vectorstore import Hit, ModelInfo, VectorStore
-from .video import frames_between
+from .video import VIDEO_EXTENSIONS, frames_between
 
 SPAN_SCORE_DROP = 0.05  # hits this close to the best score count towards the matching span
 REFINE_FRAMES = 12  # frames embedded when refining a moment
@@ -54,6 +54,21 @@ class Answer:
 
     def as_dict(self) -> dict[str, object]:
         return {"query": self.query, "results": [m.as_dict() for m in self.results]}
+
+
+def load_query(ref: str, cfg: Config) -> np.ndarray:
+    """A query as RGB: an image file, or ``VIDEO@SECONDS`` for the frame shown at that time of a video."""
+    path, sep, at = ref.rpartition("@")
+    if sep and Path(path).suffix.lower() in VIDEO_EXTENSIONS:
+        try:
+            t = float(at)
+        except ValueError:
+            raise InputError(f"{ref}: VIDEO@SECONDS needs a number of seconds after '@'") from None
+        frames = frames_between(Path(path), max(0.0, t - 0.5), t, max(cfg.keyframes.image_max_side, 1280))
+        if not frames:
+            raise InputError(f"{ref}: no frame at {t:.2f} s in {path}")
+        return frames[-1][1]
+    return read_image(ref, cfg.search.max_image_bytes, cfg.search.max_image_pixels)
 
 
 def query_views(rgb: np.ndarray) -> list[np.ndarray]:
@@ -163,7 +178,7 @@ class Searcher:
             frames = [frames[i] for i in np.linspace(0, len(frames) - 1, REFINE_FRAMES).round().astype(int)]
         if not frames:
             return moment, score
-        sims = self.embedder.embed([f for _, f in frames]) @ query_vec
+        sims = self.embedder.embed([cut_borders(f) for _, f in frames]) @ query_vec
         i = int(np.argmax(sims))
         if sims[i] > score:
             return float(frames[i][0]), float(sims[i])

@@ -48,7 +48,7 @@ class Hit:
 def _quiet_milvus_logs() -> None:
     """pymilvus configures its own loggers on import and logs every failed RPC (and Lite a harmless
     ERROR per create_index); our VectorStoreError already says what went wrong, in one line."""
-    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.decorators", "milvus_lite"):
+    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.decorators", "milvus_lite", "grpc._server"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
