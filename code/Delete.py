@@ -24,7 +24,8 @@ def main(args, cfg) -> int:
         ids = list(args.video_ids) + resolve_paths(cat, args.path or [])
         if not ids:
             raise InputError("nothing to delete: give video ids and/or --path (no library video has those paths)")
-        results = delete_videos(cfg, cat, lambda: VectorStore(cfg), ids, dry_run=args.dry_run)
+        with VectorStore(cfg) as store:
+            results = delete_videos(cfg, cat, store, ids, dry_run=args.dry_run)
     if args.json:
         cli.print_json([r.as_dict() for r in results])
     else:

@@ -137,13 +137,13 @@ def test_delete_removes_everything_and_search_never_returns_it(lib, videos):
     cfg, cat, store, embedder, _ = lib
     victim = next(v for v in cat.videos() if Path(v.path).name == "chaplin_360p_h264.mp4")
     n_kf = len(cat.video_keyframes(victim.id))
-    (res,) = delete_videos(cfg, cat, lambda: VectorStore(cfg), [victim.id])
+    (res,) = delete_videos(cfg, cat, store, [victim.id])
     assert (res.status, res.keyframes, res.vectors, res.files) == ("deleted", n_kf, n_kf, n_kf)
     assert cat.video(victim.id) is None and cat.video_keyframes(victim.id) == []
     assert store.ids([victim.id]) == set() and count_video_files(cfg.data_path, victim.id) == 0
     _, rgb = frame_at(videos / "chaplin_360p_h264.mp4", 4.0)
     (answer,) = Searcher(cfg, cat, store, embedder).search([("chaplin", rgb)], threshold=0.0, top_k=20)
     assert victim.id not in {m.video_id for m in answer.results}
-    (again,) = delete_videos(cfg, cat, lambda: VectorStore(cfg), [victim.id])
+    (again,) = delete_videos(cfg, cat, store, [victim.id])
     assert (again.status, again.vectors, again.files) == ("not_found", 0, 0)
     assert store.ids() == {k.id for k in cat.keyframes()}

@@ -184,7 +184,7 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _owner_is_dead(owner: str | None) -> bool:
+def owner_is_dead(owner: str | None) -> bool:
     if not owner or ":" not in owner:
         return True
     host, _, pid = owner.rpartition(":")
@@ -309,7 +309,7 @@ class Catalogue:
         if existing.status != INGESTING:
             return Claim("exists" if existing.status == READY else "busy", existing)
         stale_before = (datetime.now(timezone.utc) - timedelta(seconds=stale_after_s)).strftime("%Y-%m-%d %H:%M:%S")
-        if not (_owner_is_dead(existing.owner) or str(existing.updated_at) < stale_before):
+        if not (owner_is_dead(existing.owner) or str(existing.updated_at) < stale_before):
             return Claim("busy", existing)
         with self.transaction() as cur:
             cur.execute(

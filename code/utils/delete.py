@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from .catalogue import Catalogue
 from .config import Config
@@ -42,31 +42,23 @@ def resolve_paths(cat: Catalogue, paths: Sequence[str]) -> list[int]:
     return [v.id for v in cat.videos() if v.path in wanted]
 
 
-def delete_videos(cfg: Config, cat: Catalogue, open_store: Callable[[], VectorStore],
-                  video_ids: Sequence[int], dry_run: bool = False) -> list[Deleted]:
-    """Delete each video completely; ``open_store`` is called once, only if there is something to delete."""
+def delete_videos(cfg: Config, cat: Catalogue, store: VectorStore, video_ids: Sequence[int],
+                  dry_run: bool = False) -> list[Deleted]:
+    """Delete each video completely (or, with ``dry_run``, count what would go)."""
     out: list[Deleted] = []
-    store: VectorStore | None = None
-    try:
-        for vid in dict.fromkeys(video_ids):
-            video = cat.video(vid)
-            keyframes = cat.video_keyframes(vid)
-            if store is None:
-                store = open_store()
-            if dry_run:
-                status = "would_delete" if video else "not_found"
-                out.append(Deleted(vid, status, video.path if video else "", len(keyframes),
-                                   len(store.ids([vid])), count_video_files(cfg.data_path, vid)))
-                continue
-            if video is not None:
-                cat.mark_deleting(vid)
-            vectors = store.delete_videos([vid])
-            files = remove_video_dir(cfg.data_path, vid)
-            cat.discard_video(vid)
-            status = "deleted" if video or vectors or files else "not_found"
-            out.append(Deleted(vid, status, video.path if video else "", len(keyframes), vectors, files))
-    finally:
-        if store is not None:
-            store.close()
+    for vid in dict.fromkeys(video_ids):
+        video = cat.video(vid)
+        keyframes = cat.video_keyframes(vid)
+        path = video.path if video else ""
+        if dry_run:
+            out.append(Deleted(vid, "would_delete" if video else "not_found", path, len(keyframes),
+                               len(store.ids([vid])), count_video_files(cfg.data_path, vid)))
+            continue
+        if video is not None:
+            cat.mark_deleting(vid)
+        vectors = store.delete_videos([vid])
+        files = remove_video_dir(cfg.data_path, vid)
+        cat.discard_video(vid)
+        status = "deleted" if video or vectors or files else "not_found"
+        out.append(Deleted(vid, status, path, len(keyframes), vectors, files))
     return out
-

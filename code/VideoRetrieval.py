@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""VideoRetrieval.py - is this clip a copy of something in the library, and of which part?
+
+    python code/VideoRetrieval.py CLIP... [--threshold T] [--json] [--report out.html]
+
+Prints per clip whether it is a copy and the matching library videos, best first, with the
+aligned segments (query and library times) and the number of aligned frames; --json prints
+[{"query", "is_copy", "matches": [{"video_id", "video_path", "score", "query_start",
+"query_end", "video_start", "video_end", "frames"}]}]; --report writes an HTML page with the
+aligned frame pairs side by side. A clip that cannot be read gets one error line and exit
+code 1; the other clips are still answered.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from utils import cli, report  # noqa: E402
+from utils.catalogue import open_catalogue  # noqa: E402
+from utils.embedder import Embedder  # noqa: E402
+from utils.errors import InputError  # noqa: E402
+from utils.retrieval import MIRROR, CopyAnswer, CopyDetector, verification_pairs  # noqa: E402
+from utils.vectorstore import VectorStore  # noqa: E402
+
+REPORT_PAIRS = 8  # aligned frame pairs shown per match
+
+
+def main(args, cfg) -> int:
+    answers: list[CopyAnswer] = []
+    failed = 0
+    embedder = Embedder.from_config(cfg)
+    with open_catalogue(cfg) as cat, VectorStore(cfg) as store:
+        detector = CopyDetector(cfg, cat, store, embedder)
+        bar = cli.progress(args, args.clips, unit="clip", desc="clips")
+        for clip in bar:
+            try:
+                answers.append(detector.detect(clip, args.threshold))
+            except InputError as exc:
+                (bar.write if not bar.disable else lambda m: print(m, file=sys.stderr))(f"error: {exc}")
+                failed += 1
+        if args.report:
+            write_report(args.report, cfg, cat, answers)
+            print(f"report written to {args.report}", file=sys.stderr)
+    if args.json:
+        cli.print_json([a.as_dict() for a in answers])
+    else:
+        for a in answers:
+            print(f"\n{a.query}: {'COPY' if a.is_copy else 'not a copy'}")
+            if a.matches:
+                cli.print_table([(i + 1, m.video_id, f"{m.score:.3f}",
+                                  f"{report.fmt_time(m.query_start)}-{report.fmt_time(m.query_end)}",
+                                  f"{report.fmt_time(m.video_start)}-{report.fmt_time(m.video_end)}",
+                                  "same file" if m.exact else m.frames, Path(m.video_path).name)
+                                 for i, m in enumerate(a.matches)],
+                                ["#", "video_id", "score", "in clip", "in video", "frames", "video"])
+    return 1 if failed else 0
+
+
+def write_report(path: str, cfg, cat, answers: list[CopyAnswer]) -> None:
+    """One block per clip: a title row, then per match its aligned (clip frame, library keyframe) pairs."""
+    rows = []
+    for a in answers:
+        first = a.frames[0].rgb() if a.frames else None
+        verdict = "COPY" if a.is_copy else "not a copy"
+        rows.append(report.row([report.figure(report.thumbnail_uri(first), [a.query, verdict], "q")],
+                               "" if a.matches else "no library video matches"))
+        for m in a.matches:
+            title = [Path(m.video_path).name, f"score {m.score:.3f}",
+                     f"clip {report.fmt_time(m.query_start)}-{report.fmt_time(m.query_end)}",
+                     f"video {report.fmt_time(m.video_start)}-{report.fmt_time(m.video_end)}"]
+            if m.exact:
+                rows.append(report.row([report.figure("", title + ["same file content (hash)"], "q")]))
+                continue
+            pairs = verification_pairs(m.pairs, REPORT_PAIRS)
+            kfs = cat.keyframes_by_id([p.keyframe_id for p in pairs])
+            cells = [report.figure("", title, "q")]
+            for p in pairs:
+                cells.append(report.figure(report.thumbnail_uri(a.frames[p.q].rgb()),
+                                           [f"clip {report.fmt_time(p.query_time)}"]))
+                kf = kfs.get(p.keyframe_id)
+                uri = report.image_file_uri(cfg.data_path / kf.image_path) if kf else ""
+                cells.append(report.figure(uri, [f"video {report.fmt_time(p.video_time)}",
+                                                 f"similarity {p.score:.3f}" + (" (mirrored)" if p.view == MIRROR else "")]))
+            rows.append(report.row(cells))
+    report.write(path, report.page("Picture4Video copy detection", rows))
+
+
+if __name__ == "__main__":
+    p = cli.parser(__doc__.splitlines()[1])
+    p.add_argument("clips", nargs="+", help="query video clips")
+    p.add_argument("--threshold", type=float, help="minimum copy score (default: retrieval.threshold)")
+    p.add_argument("--report", help="write an HTML page with the aligned frame pairs here")
+    sys.exit(cli.run(p, main))
