@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Create.py - ingest videos: keyframes to disk, videos and keyframes into the catalogue.
 
-    python code/Create.py VIDEO_OR_FOLDER... [--embed] [--json] [--quiet]
+    python code/Create.py VIDEO_OR_FOLDER... [--embed] [--shard I/N] [--json] [--quiet]
 
 --embed also runs Insert2Milvus (embeds the new keyframes and inserts them into Milvus).
+--shard I/N ingests only every N-th file starting at I (0-based): N workers on many hosts sharing
+one MySQL split a library without collisions.
 
 Re-running is safe: content already in the library is reported and skipped, an interrupted
 ingest is finished. Exit code 1 when any file failed (the others are still ingested).
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -18,6 +21,16 @@ from utils import cli  # noqa: E402
 from utils.catalogue import open_catalogue  # noqa: E402
 from utils.embed_job import embed_library  # noqa: E402
 from utils.ingest import FileResult, ingest  # noqa: E402
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected I/N, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError("need 0 <= I < N")
+    return i, n
 
 
 def main(args, cfg) -> int:
@@ -32,7 +45,7 @@ def main(args, cfg) -> int:
                     f"{'error' if r.status == 'failed' else 'skip'}: {r.message}")
 
         summary = ingest(
-            cfg, cat, args.paths,
+            cfg, cat, args.paths, shard_of=args.shard,
             progress=lambda files, n: cli.progress(args, files, total=n, unit="file", desc="videos", position=0),
             on_frames=frames.update,
             on_result=on_result,
@@ -64,4 +77,5 @@ if __name__ == "__main__":
     p = cli.parser(__doc__.splitlines()[1])
     p.add_argument("paths", nargs="+", help="video files and/or folders (searched recursively)")
     p.add_argument("--embed", action="store_true", help="also embed the keyframes into Milvus (Insert2Milvus)")
+    p.add_argument("--shard", type=parse_shard, metavar="I/N", help="ingest only shard I of N (0-based)")
     sys.exit(cli.run(p, main))

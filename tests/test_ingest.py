@@ -218,3 +218,41 @@ def test_folder_walk_survives_symlink_loop_and_empty_dirs(cfg, videos, tmp_path)
     assert [(Path(r.path).name, r.status) for r in summary.results] == [("clip ✓.avi", "added")]
     empty = run_script("Create.py", str(lib / "empty"), env=config_env(cfg))
     assert empty.returncode == 0 and "added 0" in empty.stdout
+
+
+def _create_procs(cfg: Config, args_list: list[list[str]]) -> list[dict]:
+    procs = [subprocess.Popen([sys.executable, str(CODE / "Create.py"), *args, "--json", "--quiet"],
+                              env=config_env(cfg), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for args in args_list]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    return [json.loads(o[0]) for o in outs]
+
+
+def test_two_creates_on_one_folder_never_double_ingest(cfg, videos, tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in SMALL:
+        (folder / name).symlink_to(videos / name)
+    docs = _create_procs(cfg, [[str(folder)], [str(folder)]])
+    assert sum(d["added"] for d in docs) == len(SMALL)
+    with open_catalogue(cfg) as cat:
+        assert len(cat.videos()) == len(SMALL) and all(v.status == "ready" for v in cat.videos())
+        again = ingest(cfg, cat, [folder])
+        ingest_statuses = {r.status for r in again.results}
+    assert ingest_statuses == {"exists"}
+    assert_consistent(cfg)
+
+
+def test_disjoint_shards_from_two_workers_make_one_library(cfg, videos, tmp_path):
+    docs = _create_procs(cfg, [[str(videos / n) for n in SMALL] + ["--shard", f"{i}/2"] for i in range(2)])
+    assert [d["added"] for d in docs] == [3, 2]
+    with open_catalogue(cfg) as cat:
+        vids = cat.videos()
+        kf_ids = [k.id for k in cat.keyframes()]
+    assert len(vids) == len(SMALL) and len(kf_ids) == len(set(kf_ids))
+    fresh = make_config(tmp_path / "one", "sqlite")
+    with open_catalogue(fresh) as cat:
+        ingest(fresh, cat, [videos / n for n in SMALL])
+    assert library_snapshot(cfg) == library_snapshot(fresh)
+    assert_consistent(cfg)

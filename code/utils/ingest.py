@@ -181,13 +181,22 @@ class Ingester:
                           message=f"same content as video {vid} ({known_path}); not ingested twice")
 
 
+def shard(files: list[Path], index: int, count: int) -> list[Path]:
+    """This worker's share of the files: a stable split by content-free position, so workers on many
+    hosts given the same folder list take disjoint sets (the catalogue's unique hash guards overlaps)."""
+    return [f for i, f in enumerate(files) if i % count == index]
+
+
 def ingest(cfg: Config, catalogue: Catalogue, paths: Iterable[str | os.PathLike[str]],
+           shard_of: tuple[int, int] | None = None,
            progress: Callable[[Iterable[Path], int], Iterator[Path]] | None = None,
            on_frames: Callable[[int], None] | None = None,
            on_result: Callable[[FileResult], None] | None = None) -> IngestSummary:
     """Ingest every video under ``paths``; ``progress`` may wrap the file iterator (e.g. a tqdm bar)."""
     start = time.perf_counter()
     files, failed = discover(paths)
+    if shard_of is not None:
+        files = shard(files, *shard_of)
     summary = IngestSummary(results=list(failed))
     for r in failed:
         if on_result:
