@@ -1,0 +1,73 @@
+"""SIGKILL in the middle of Insert2Milvus and Delete, then re-run: the library ends consistent.
+
+The library is touched only by subprocesses (Milvus Lite allows one process per database); the
+test process reads the catalogue alone to time its kills, and asks Check.py for the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import CODE, config_env, need_videos, run_script
+from utils.catalogue import open_catalogue
+
+CLIPS = ["sintel_trailer_480p_h264.mp4", "bikes_10s_640x272_h264.mp4", "mdn_frog_480p_h264.mp4"]
+
+
+def check(env: dict[str, str]) -> dict:
+    res = run_script("Check.py", "--json", env=env)
+    doc = json.loads(res.stdout)
+    assert res.returncode == 0, doc
+    return doc
+
+
+def kill_when(cfg, env: dict[str, str], script: str, args: list[str], ready) -> None:
+    """Start a script and SIGKILL it as soon as ``ready(catalogue)`` holds (or after 60 s)."""
+    proc = subprocess.Popen([sys.executable, str(CODE / script), *args, "--quiet"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    with open_catalogue(cfg) as cat:
+        while time.monotonic() < deadline and proc.poll() is None and not ready(cat):
+            time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("after", [0, 1, 100])
+def test_killed_insert2milvus_then_rerun_is_consistent(cfg, after):
+    """Killed while starting (collection being made), after the first batch, and late."""
+    videos = need_videos()
+    env = {**config_env(cfg), "P4V_MODEL__BATCH_SIZE": "8"}  # batches of 32 keyframes: many kill points
+    assert run_script("Create.py", *[str(videos / c) for c in CLIPS], env=env).returncode == 0
+    started = time.monotonic()
+    kill_when(cfg, env, "Insert2Milvus.py", [],
+              lambda cat: cat.counts()["embedded"] >= after if after else time.monotonic() - started > 2.0)
+    with open_catalogue(cfg) as cat:
+        total, embedded = cat.counts()["keyframes"], cat.counts()["embedded"]
+    assert embedded < total  # it really was interrupted
+    res = run_script("Insert2Milvus.py", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["embedded"] == total - embedded
+    assert check(env)["found"]["clean"] is True
+
+
+def test_killed_delete_then_rerun_is_consistent(cfg):
+    videos = need_videos()
+    env = config_env(cfg)
+    made = json.loads(run_script("Create.py", "--embed", "--json", *[str(videos / c) for c in CLIPS], env=env).stdout)
+    ids = [str(f["video_id"]) for f in made["files"]]
+    kill_when(cfg, env, "Delete.py", ids, lambda cat: any(v.status == "deleting" for v in cat.videos()))
+    with open_catalogue(cfg) as cat:
+        assert len(cat.videos()) >= 1  # interrupted before the last row went
+    res = run_script("Delete.py", *ids, "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    with open_catalogue(cfg) as cat:
+        assert cat.videos() == [] and cat.counts()["keyframes"] == 0
+    assert check(env)["found"]["clean"] is True
+    assert not any((cfg.data_path / "keyframes").glob("*/*/*.jpg"))
