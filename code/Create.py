@@ -3,7 +3,7 @@
 
     python code/Create.py VIDEO_OR_FOLDER... [--embed] [--shard I/N] [--json] [--quiet]
 
---embed also runs Insert2Milvus (embeds the new keyframes and inserts them into Milvus).
+--embed also embeds the keyframes into Milvus, while decoding (what Insert2Milvus does afterwards).
 --shard I/N ingests only every N-th file starting at I (0-based): N workers on many hosts sharing
 one MySQL split a library without collisions.
 
@@ -13,14 +13,17 @@ ingest is finished. Exit code 1 when any file failed (the others are still inges
 
 import argparse
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from utils import cli  # noqa: E402
 from utils.catalogue import open_catalogue  # noqa: E402
-from utils.embed_job import embed_library  # noqa: E402
+from utils.embed_job import EmbedSink, embed_pending  # noqa: E402
+from utils.embedder import Embedder  # noqa: E402
 from utils.ingest import FileResult, ingest  # noqa: E402
+from utils.vectorstore import VectorStore  # noqa: E402
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -34,28 +37,34 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def main(args, cfg) -> int:
-    with open_catalogue(cfg) as cat:
+    with open_catalogue(cfg) as cat, ExitStack() as stack:
+        sink = None
+        if args.embed:  # embed while decoding: the model runs in a thread beside the decoder
+            embedder = Embedder.from_config(cfg)
+            store = stack.enter_context(VectorStore(cfg))
+            sink = EmbedSink(cfg, cat, store, embedder)
         frames = cli.progress(args, unit="frame", desc="decoded", position=1, leave=False)
-        messages: list[FileResult] = []
 
         def on_result(r: FileResult) -> None:
             if r.status != "added":
-                messages.append(r)
                 (frames.write if not frames.disable else lambda m: print(m, file=sys.stderr))(
                     f"{'error' if r.status == 'failed' else 'skip'}: {r.message}")
 
         summary = ingest(
             cfg, cat, args.paths, shard_of=args.shard,
             progress=lambda files, n: cli.progress(args, files, total=n, unit="file", desc="videos", position=0),
-            on_frames=frames.update,
-            on_result=on_result,
+            on_frames=frames.update, on_result=on_result, sink=sink,
         )
         frames.close()
         embedded = None
-        if args.embed:
+        if sink is not None:
+            sink.close()
             bar, on_batch = cli.batch_progress(args, "embedded", "kf")
-            with bar:
-                embedded = embed_library(cfg, cat, on_batch=on_batch)
+            with bar:  # keyframes ingested earlier without --embed, or left by an interrupted run
+                embedded = embed_pending(cfg, cat, store, embedder, on_batch=on_batch)
+            embedded.embedded += sink.embedded
+            embedded.already -= sink.embedded
+            embedded.wall_s = summary.wall_s + embedded.wall_s
     s = summary.as_dict()
     if embedded is not None:
         s["embedding"] = embedded.as_dict()

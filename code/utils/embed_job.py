@@ -8,7 +8,7 @@ off for vectors that exist; the re-run upserts them again, which replaces rather
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -59,20 +59,74 @@ def read_keyframe(path: str) -> np.ndarray:
     return cut_borders(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
 
 
+def open_collection(cat: Catalogue, store: VectorStore, embedder: Embedder, rebuild: bool = False) -> None:
+    """Make sure the collection exists for this model (refusing another model's); a new one holds
+    nothing, whatever the catalogue's flags said, so every keyframe is flagged for embedding."""
+    if rebuild:
+        store.drop()
+    if store.model() is None:
+        store.ensure(model_info(embedder))
+        cat.mark_all_unembedded()
+    else:
+        store.check(model_info(embedder))
+
+
+class EmbedSink:
+    """Embeds a video's keyframes in a background thread while the video is still being decoded.
+
+    Vectors wait in memory until the keyframe rows exist (``commit`` gets their ids), then go to
+    Milvus and the rows are flagged: the same upsert-then-flag order as ``embed_pending``, so a
+    crash at any point leaves keyframes that the next run embeds.
+    """
+
+    def __init__(self, cfg: Config, cat: Catalogue, store: VectorStore, embedder: Embedder):
+        open_collection(cat, store, embedder)
+        self.cat, self.store, self.embedder = cat, store, embedder
+        self.batch = max(cfg.model.batch_size, 1)
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.embedded = 0
+        self._images: list[np.ndarray] = []
+        self._futures: list[Future[np.ndarray]] = []
+
+    def add(self, image: np.ndarray) -> None:
+        self._images.append(cut_borders(image))
+        if len(self._images) >= self.batch:
+            self._submit()
+
+    def _submit(self) -> None:
+        if self._images:
+            self._futures.append(self.pool.submit(self.embedder.embed, self._images))
+            self._images = []
+
+    def commit(self, video_id: int, ids: list[int], timestamps: list[float]) -> None:
+        self._submit()
+        vectors = [f.result() for f in self._futures]
+        self._futures = []
+        if ids:
+            self.store.upsert(ids, [video_id] * len(ids), timestamps, np.concatenate(vectors))
+            self.cat.mark_embedded(ids)
+            self.embedded += len(ids)
+
+    def discard(self) -> None:
+        for f in self._futures:
+            f.cancel()
+        self._futures, self._images = [], []
+
+    def close(self) -> None:
+        """Seal what was inserted so searches use the index."""
+        self.pool.shutdown(wait=True)
+        if self.embedded:
+            self.store.flush()
+            self.store.load()
+
+
 def embed_pending(cfg: Config, cat: Catalogue, store: VectorStore, embedder: Embedder,
                   video_id: int | None = None, rebuild: bool = False,
                   on_batch: Callable[[int, int], None] | None = None) -> EmbedSummary:
     """Embed and insert pending keyframes; ``on_batch(done, total)`` reports progress."""
     start = time.perf_counter()
     summary = EmbedSummary(rebuilt=rebuild)
-    model = model_info(embedder)
-    if rebuild:
-        store.drop()
-    if store.model() is None:
-        store.ensure(model)
-        cat.mark_all_unembedded()  # a new collection holds nothing, whatever the flags said
-    else:
-        store.check(model)
+    open_collection(cat, store, embedder, rebuild)
     total = cat.count_keyframes(video_id=video_id, embedded=False)
     summary.already = cat.count_keyframes(video_id=video_id, embedded=True)
     batch = max(cfg.model.batch_size, 1) * 4

@@ -11,7 +11,9 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Protocol
+
+import numpy as np
 
 from .catalogue import Catalogue, NewKeyframe, VideoMeta, owner_id
 from .config import Config
@@ -21,6 +23,16 @@ from .storage import keyframe_rel, remove_video_dir, write_jpeg
 from .video import VIDEO_EXTENSIONS, content_hash
 
 HEARTBEAT_S = 30.0
+
+
+class KeyframeSink(Protocol):
+    """Where keyframe pixels go besides disk while a video is decoded (e.g. the embedding model)."""
+
+    def add(self, image: np.ndarray) -> None: ...
+
+    def commit(self, video_id: int, ids: list[int], timestamps: list[float]) -> None: ...
+
+    def discard(self) -> None: ...
 
 
 @dataclass
@@ -107,9 +119,10 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[
 class Ingester:
     """Runs the per-file ingest unit against one catalogue and data dir."""
 
-    def __init__(self, cfg: Config, catalogue: Catalogue):
+    def __init__(self, cfg: Config, catalogue: Catalogue, sink: KeyframeSink | None = None):
         self.cfg = cfg
         self.cat = catalogue
+        self.sink = sink
         self.data_dir = cfg.data_path
         self.owner = owner_id()
 
@@ -140,10 +153,14 @@ class Ingester:
             try:
                 rows = self._extract(ex, vid, on_frames)
                 duration = info.duration or ex.decoded_duration
-                self.cat.finish_video(vid, self.owner, rows, duration)
+                ids = self.cat.finish_video(vid, self.owner, rows, duration)
             except BaseException:
+                if self.sink is not None:
+                    self.sink.discard()
                 self._undo(vid)
                 raise
+            if self.sink is not None:
+                self.sink.commit(vid, ids, [r.timestamp for r in rows])
             return FileResult(str(path), "added", vid, len(rows), duration, ex.frames_decoded,
                               "resumed an interrupted ingest" if claim.state == "resumed" else "")
 
@@ -154,6 +171,8 @@ class Ingester:
         for kf in ex:
             rel = keyframe_rel(vid, kf.seq)
             write_jpeg(self.data_dir, rel, kf.image, self.cfg.keyframes.jpeg_quality)
+            if self.sink is not None:
+                self.sink.add(kf.image)
             rows.append(NewKeyframe(kf.seq, kf.frame_index, kf.pts, kf.timestamp, kf.kind, rel))
             if on_frames is not None:
                 on_frames(ex.frames_decoded - decoded)
@@ -191,8 +210,10 @@ def ingest(cfg: Config, catalogue: Catalogue, paths: Iterable[str | os.PathLike[
            shard_of: tuple[int, int] | None = None,
            progress: Callable[[Iterable[Path], int], Iterator[Path]] | None = None,
            on_frames: Callable[[int], None] | None = None,
-           on_result: Callable[[FileResult], None] | None = None) -> IngestSummary:
-    """Ingest every video under ``paths``; ``progress`` may wrap the file iterator (e.g. a tqdm bar)."""
+           on_result: Callable[[FileResult], None] | None = None,
+           sink: KeyframeSink | None = None) -> IngestSummary:
+    """Ingest every video under ``paths``; ``progress`` may wrap the file iterator (e.g. a tqdm bar),
+    ``sink`` receives every keyframe (Create --embed embeds while decoding)."""
     start = time.perf_counter()
     files, failed = discover(paths)
     if shard_of is not None:
@@ -201,7 +222,7 @@ def ingest(cfg: Config, catalogue: Catalogue, paths: Iterable[str | os.PathLike[
     for r in failed:
         if on_result:
             on_result(r)
-    ingester = Ingester(cfg, catalogue)
+    ingester = Ingester(cfg, catalogue, sink)
     for path in (progress(files, len(files)) if progress else files):
         result = ingester.ingest_file(path, on_frames)
         summary.results.append(result)
