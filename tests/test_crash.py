@@ -71,3 +71,15 @@ def test_killed_delete_then_rerun_is_consistent(cfg):
         assert cat.videos() == [] and cat.counts()["keyframes"] == 0
     assert check(env)["found"]["clean"] is True
     assert not any((cfg.data_path / "keyframes").glob("*/*/*.jpg"))
+
+
+def test_killed_create_embed_then_rerun_is_consistent(cfg):
+    videos = need_videos()
+    env = config_env(cfg)
+    args = ["--embed", *[str(videos / c) for c in CLIPS]]
+    kill_when(cfg, env, "Create.py", args, lambda cat: cat.counts()["embedded"] > 0)
+    res = run_script("Create.py", *args, "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    with open_catalogue(cfg) as cat:
+        assert len(cat.videos()) == len(CLIPS) and cat.count_keyframes(embedded=False) == 0
+    assert check(env)["found"]["clean"] is True
