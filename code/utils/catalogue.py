@@ -52,18 +52,11 @@ class VideoMeta:
     duration: float
 
 
-@dataclass(frozen=True)
-class Video:
+@dataclass(frozen=True, kw_only=True)
+class Video(VideoMeta):
+    """A catalogued video: its metadata plus what the catalogue adds."""
+
     id: int
-    path: str
-    content_hash: str
-    size_bytes: int
-    container: str
-    codec: str
-    width: int
-    height: int
-    fps: float
-    duration: float
     keyframe_count: int
     status: str
     owner: str | None
@@ -81,16 +74,12 @@ class NewKeyframe:
     image_path: str
 
 
-@dataclass(frozen=True)
-class KeyframeRow:
+@dataclass(frozen=True, kw_only=True)
+class KeyframeRow(NewKeyframe):
+    """A catalogued keyframe: the row ingest wrote, with its id (the Milvus primary key)."""
+
     id: int
     video_id: int
-    seq: int
-    frame_index: int
-    pts: int
-    timestamp: float
-    kind: str
-    image_path: str
     embedded: bool
 
 
@@ -446,12 +435,14 @@ class _Cursor:
 
 
 def _video(r: Sequence[Any]) -> Video:
-    return Video(int(r[0]), r[1], r[2], int(r[3]), r[4], r[5], int(r[6]), int(r[7]), float(r[8]), float(r[9]),
-                 int(r[10]), r[11], r[12], r[13], r[14])
+    return Video(r[1], r[2], int(r[3]), r[4], r[5], int(r[6]), int(r[7]), float(r[8]), float(r[9]),
+                 id=int(r[0]), keyframe_count=int(r[10]), status=r[11], owner=r[12], created_at=r[13],
+                 updated_at=r[14])
 
 
 def _keyframe(r: Sequence[Any]) -> KeyframeRow:
-    return KeyframeRow(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5]), r[6], r[7], bool(r[8]))
+    return KeyframeRow(int(r[2]), int(r[3]), int(r[4]), float(r[5]), r[6], r[7],
+                       id=int(r[0]), video_id=int(r[1]), embedded=bool(r[8]))
 
 
 def _open_sqlite(path: Path) -> Catalogue:
