@@ -246,6 +246,24 @@ def _drop_secrets(data: dict[str, Any], where: str = "") -> None:
                 "(P4V_MYSQL_PASSWORD, P4V_MILVUS_TOKEN) instead", where, k)
 
 
+def _read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
+    """One config file as a mapping; ``extends: other.yaml`` (relative to it) is read first and
+    overlaid, so a profile names only what it changes."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config {path}: top level must be a mapping")
+    _drop_secrets(loaded)
+    base = loaded.pop("extends", None)
+    if base is None:
+        return loaded
+    if depth > 4:
+        raise ConfigError(f"config {path}: 'extends' nests too deep")
+    return _merge(_read_yaml((path.parent / str(base)).resolve(), depth + 1), loaded)
+
+
 def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Load the configuration: defaults, then the YAML file, then ``P4V_*__*`` environment overrides."""
     env = os.environ if environ is None else environ
@@ -254,14 +272,7 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
     cfg_path = Path(path).expanduser().resolve()
     data: dict[str, Any] = {}
     if cfg_path.exists():
-        try:
-            loaded = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read config {cfg_path}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config {cfg_path}: top level must be a mapping")
-        _drop_secrets(loaded)
-        data = loaded
+        data = _read_yaml(cfg_path)
     elif env.get("P4V_CONFIG"):
         raise ConfigError(f"config file not found: {cfg_path} (from P4V_CONFIG)")
     data = _merge(data, _env_overrides(env))
