@@ -16,9 +16,8 @@ refining moments, ~1 s a query there):
 2. takes frames at random times (mostly not keyframes; flat frames such as fades to black are
    skipped) of library videos and held-out copies (positives) and of the negatives, and makes
    query images with the edits of EDITS below;
-3. asks Search (``Searcher.search``, one image per call, embedding included in the latency: the
-   top-5 ranking with refinement off, then the best answer with refinement as configured, since
-   refining all five would take seconds a query) and the pHash peer (imagehash.phash of I-frames plus one frame a second, top-1 by Hamming distance,
+3. asks Search (``Searcher.search``, one image per call, top-5, embedding and verification
+   included in the latency) and the pHash peer (imagehash.phash of I-frames plus one frame a second, top-1 by Hamming distance,
    score = 1 - distance/64) the same queries;
 4. scores both (bench/eval_scoring.py) and prints / writes a markdown report.
 
@@ -483,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path, default=None, help="library data dir (default: a temp dir, removed after)")
     ap.add_argument("--no-phash", action="store_true", help="skip the pHash peer")
     ap.add_argument("--dump", type=Path, default=None, help="also write every query's truth and answers as JSON")
-    ap.add_argument("--no-refine", action="store_true", help="do not refine moments (search.refine off): faster")
+    ap.add_argument("--no-verify", action="store_true",
+                    help="search without query windows and ORB verification (search.verify off)")
     args = ap.parse_args(argv)
     edits = [e.strip() for e in args.edits.split(",") if e.strip()]
     unknown = [e for e in edits if e not in EDITS]
@@ -545,29 +545,17 @@ def main(argv: list[str] | None = None) -> int:
         # ---- ours -----------------------------------------------------------------------
         embedder = Embedder.from_config(cfg)
         ours_answers: list[list[Guess]] = []
-        ours_ms: list[float] = []  # the best answer with its refined moment: what a user waits for
-        rank_ms: list[float] = []  # the top-5 ranking without refinement
-        refine = cfg.search.refine and not args.no_refine
+        ours_ms: list[float] = []  # one query image, embedding and verification included
+        cfg.search.verify = not args.no_verify
         with VectorStore(cfg) as store:
             searcher = Searcher(cfg, cat, store, embedder)
             searcher.search([("warm-up", queries[0].image)], top_k=5, threshold=-1.0)
             t0 = time.perf_counter()
             for i, q in enumerate(queries):
-                # Search refines the moment of every video it returns (decode + embed around its
-                # best keyframes, ~1 s each here): top-5 with refinement would take minutes per
-                # edit. So: rank the top five without refinement, then ask for the best answer
-                # with refinement as configured; that one's video, moment and score are top-1.
-                cfg.search.refine = False
                 ts = time.perf_counter()
                 (ranked,) = searcher.search([(f"q{i}", q.image)], top_k=5, threshold=-1.0)
-                rank_ms.append((time.perf_counter() - ts) * 1000)
-                cfg.search.refine = refine
-                ts = time.perf_counter()
-                (best,) = searcher.search([(f"q{i}", q.image)], top_k=1, threshold=-1.0)
                 ours_ms.append((time.perf_counter() - ts) * 1000)
-                guesses = [Guess(Path(m.video_path).name, m.timestamp, m.score) for m in best.results]
-                guesses += [Guess(Path(m.video_path).name, m.timestamp, m.score) for m in ranked.results
-                            if not guesses or Path(m.video_path).name != guesses[0].video]
+                guesses = [Guess(Path(m.video_path).name, m.timestamp, m.score) for m in ranked.results]
                 ours_answers.append(guesses[:5])
                 if (i + 1) % 50 == 0:
                     log(f"ours: {i + 1}/{len(queries)} queries")
@@ -641,9 +629,8 @@ Threshold: ours {ours_thr:.3f} (cosine), pHash {peer_thr:.3f} (1 - Hamming/64). 
 
 ## Latency per query image (one image per call)
 
-- ours, best answer (`Searcher.search(top_k=1)`, refine {'on' if refine else 'off'}; embedding included): {lat(ours_ms)} over all queries; positives {lat(ours_ms, pos_idx)}, negatives {lat(ours_ms, neg_idx)}
+- ours (`Searcher.search(top_k=5)`, verify {'on' if cfg.search.verify else 'off'}; embedding included): {lat(ours_ms)} over all queries; positives {lat(ours_ms, pos_idx)}, negatives {lat(ours_ms, neg_idx)}
 - ours p50 per edit (ms): {lat_edit}
-- ours, top-5 ranking without refinement (`top_k=5`, refine off): {lat(rank_ms)}
 - pHash (hash + brute-force Hamming over {len(getattr(peer, 'videos', [])) if not args.no_phash else 0} hashes): {lat(peer_ms)}; indexing {peer_index_s:.0f} s
 - The machine is shared with other jobs: latencies may be inflated.
 

@@ -24,6 +24,7 @@ from utils.retrieval import MIRROR, CopyAnswer, CopyDetector, verification_pairs
 from utils.vectorstore import VectorStore  # noqa: E402
 
 REPORT_PAIRS = 8  # aligned frame pairs shown per match
+PAIR = '<div style="display:flex;gap:4px;padding:4px;border:1px solid #eee;border-radius:4px">{}{}</div>'
 
 
 def main(args, cfg) -> int:
@@ -35,13 +36,17 @@ def main(args, cfg) -> int:
         bar = cli.progress(args, args.clips, unit="clip", desc="clips")
         for clip in bar:
             try:
-                answers.append(detector.detect(clip, args.threshold))
+                answers.append(detector.detect(clip, args.threshold, keep_frames=bool(args.report)))
             except InputError as exc:
                 (bar.write if not bar.disable else lambda m: print(m, file=sys.stderr))(f"error: {exc}")
                 failed += 1
         if args.report:
-            write_report(args.report, cfg, cat, answers)
-            print(f"report written to {args.report}", file=sys.stderr)
+            try:
+                write_report(args.report, cfg, cat, answers)
+                print(f"report written to {args.report}", file=sys.stderr)
+            except OSError as exc:
+                print(f"error: cannot write the report {args.report}: {exc.strerror or exc}", file=sys.stderr)
+                failed += 1
     if args.json:
         cli.print_json([a.as_dict() for a in answers])
     else:
@@ -58,31 +63,38 @@ def main(args, cfg) -> int:
 
 
 def write_report(path: str, cfg, cat, answers: list[CopyAnswer]) -> None:
-    """One block per clip: a title row, then per match its aligned (clip frame, library keyframe) pairs."""
+    """One block per clip, then one per match: its aligned (clip frame, library keyframe) pairs side by side."""
     rows = []
     for a in answers:
-        first = a.frames[0].rgb() if a.frames else None
+        first = next((f for f in a.frames if not f.flat), a.frames[0]) if a.frames else None
         verdict = "COPY" if a.is_copy else "not a copy"
-        rows.append(report.row([report.figure(report.thumbnail_uri(first), [a.query, verdict], "q")],
+        rows.append(report.row([report.figure(report.thumbnail_uri(first.rgb() if first else None),
+                                              [a.query, verdict], "q")],
                                "" if a.matches else "no library video matches"))
         for m in a.matches:
             title = [Path(m.video_path).name, f"score {m.score:.3f}",
                      f"clip {report.fmt_time(m.query_start)}-{report.fmt_time(m.query_end)}",
                      f"video {report.fmt_time(m.video_start)}-{report.fmt_time(m.video_end)}"]
             if m.exact:
-                rows.append(report.row([report.figure("", title + ["same file content (hash)"], "q")]))
+                kfs = cat.video_keyframes(m.video_id)[:1]
+                uri = report.image_file_uri(cfg.data_path / kfs[0].image_path) if kfs else ""
+                rows.append(report.row([report.figure(uri, title + ["the same file (content hash)"], "q")]))
                 continue
             pairs = verification_pairs(m.pairs, REPORT_PAIRS)
             kfs = cat.keyframes_by_id([p.keyframe_id for p in pairs])
-            cells = [report.figure("", title, "q")]
+            cells = []
             for p in pairs:
-                cells.append(report.figure(report.thumbnail_uri(a.frames[p.q].rgb()),
-                                           [f"clip {report.fmt_time(p.query_time)}"]))
                 kf = kfs.get(p.keyframe_id)
                 uri = report.image_file_uri(cfg.data_path / kf.image_path) if kf else ""
-                cells.append(report.figure(uri, [f"video {report.fmt_time(p.video_time)}",
-                                                 f"similarity {p.score:.3f}" + (" (mirrored)" if p.view == MIRROR else "")]))
-            rows.append(report.row(cells))
+                similarity = f"similarity {p.score:.3f}" + (" (mirrored view)" if p.view == MIRROR else "")
+                cells.append(PAIR.format(
+                    report.figure(report.thumbnail_uri(a.frames[p.q].rgb()), [f"clip {report.fmt_time(p.query_time)}"]),
+                    report.figure(uri, [f"video {report.fmt_time(p.video_time)}", similarity])))
+            best = max(pairs, key=lambda p: p.score)
+            kf = kfs.get(best.keyframe_id)
+            head = report.figure(report.image_file_uri(cfg.data_path / kf.image_path) if kf else "",
+                                 title + [f"{m.frames} aligned frames"], "q")
+            rows.append(report.row([head, *cells]))
     report.write(path, report.page("Picture4Video copy detection", rows))
 
 

@@ -394,6 +394,14 @@ class Catalogue:
         rows = self._query(f"SELECT {_KF_COLS} FROM keyframes WHERE video_id = ? ORDER BY seq", (video_id,))
         return [_keyframe(r) for r in rows]
 
+    def neighbour_times(self, video_id: int, t: float) -> tuple[float | None, float | None]:
+        """Times of the keyframes just before and just after time ``t`` in a video (None at the ends)."""
+        (before,), = self._query("SELECT MAX(timestamp) FROM keyframes WHERE video_id = ? AND timestamp < ?",
+                                 (video_id, t - 1e-6))
+        (after,), = self._query("SELECT MIN(timestamp) FROM keyframes WHERE video_id = ? AND timestamp > ?",
+                                (video_id, t + 1e-6))
+        return (None if before is None else float(before)), (None if after is None else float(after))
+
     def mark_embedded(self, ids: Sequence[int], value: bool = True) -> None:
         with self.transaction() as cur:
             for start in range(0, len(ids), 500):

@@ -99,8 +99,10 @@ class SearchConfig:
     threshold: float = 0.72  # cosine below this = no match
     candidates: int = 50  # keyframe hits fetched per query before grouping by video
     group_gap: float = 3.0  # seconds: hits of one video closer than this form one scene span
-    refine: bool = True  # decode around the best keyframe to find the exact moment
-    refine_window: float = 1.0  # seconds either side of the best keyframe
+    verify: bool = True  # query windows + ORB/RANSAC verification of the best candidates
+    verify_candidates: int = 10  # keyframes verified per query (besides the leading video's own)
+    verify_min_inliers: int = 15  # geometric inliers that confirm a keyframe
+    refine: bool = True  # decode around the best answer's keyframe for the query's exact moment
     max_image_pixels: int = 50_000_000
     max_image_bytes: int = 50_000_000
     same_threshold: float = 0.8  # Similarity.py: at or above = same scene

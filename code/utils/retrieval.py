@@ -7,10 +7,11 @@ approach to video copy detection with spatio-temporal post-filtering", 2010):
 1. The query's keyframes are extracted as Create does, only denser (``query_max_gap``): the
    library holds a frame at least every second, so a query frame every half second is never far
    from a library keyframe of the same moment, and the time offset is measured more finely.
-2. Each frame is embedded as it is, mirrored (flipped copies are common) and, when it has flat
-   bars, without them (a letter-boxed copy), and the ``per_frame_k`` nearest library keyframes of
-   every view are fetched from Milvus. Flat frames (black, white, a solid title card) are skipped:
-   they match every video's fades and say nothing about where a clip comes from.
+2. Each frame is embedded as the library's keyframes are (flat borders cut, so letter-boxing
+   added or removed by a copy does not matter) and mirrored too (flipped copies are common), and
+   the ``per_frame_k`` nearest library keyframes of both views are fetched from Milvus. Flat
+   frames (black, white, a solid title card) are skipped: they match every video's fades and say
+   nothing about where a clip comes from.
 3. Every (query frame, library keyframe) hit votes for its video and its time offset
    ``video_time - query_time``. A copy, whatever its frame rate, dropped frames or trims, keeps one
    offset, so its votes pile up in one bin; chance look-alikes scatter.
@@ -18,9 +19,15 @@ approach to video copy detection with spatio-temporal post-filtering", 2010):
    longest increasing subsequence), which drops stray hits and gives the aligned segment; a gap of
    more than ``max_gap`` seconds without aligned frames ends a segment, so a clip made of a library
    segment and unrelated footage reports only the library segment.
-5. The chain is verified region by region (``verify``): the same scene shot again (the same room,
-   another person) matches globally, but not in every part of the picture, while a copy does.
-   The copy score is the mean similarity of the aligned frames, the region check folded in.
+5. A segment needs temporal support: its query frames must land on several distinct, non-flat
+   library keyframes (Create keeps one at least every ``keyframes.max_gap``), so a still
+   look-alike or a black frame that attracts a run of query frames is no copy.
+6. The copy score is the lowest of three means over the aligned pairs (``verify``): the
+   similarity of the whole pictures, of five regions (four corners, centre) and of the centre
+   alone, computed from the query frames and the stored keyframe images. A copy agrees in all three whatever was done to
+   it; the same room with another person in it (the look-alikes in MANIFEST.md) fails the
+   centre, a merely similar-looking picture fails the regions. Greyscale query frames are
+   compared with greyscale library frames.
 
 A file with the same content hash as a library video is answered at once, without decoding.
 """
@@ -41,17 +48,18 @@ from .embedder import Embedder
 from .errors import InputError
 from .images import cut_borders
 from .keyframes import KeyframeExtractor
-from .vectorstore import Hit, ModelInfo, VectorStore
+from .vectorstore import ModelInfo, VectorStore
 from .video import content_hash
 
-RAW, MIRROR, CUT = 0, 1, 2  # query views: as decoded, flipped left-right, flat borders cut
+CORE, MIRROR = 0, 1  # query views: flat borders cut (as library keyframes are embedded), and flipped
 FLAT_STD = 8.0  # a frame whose luma standard deviation is under this is flat (fade, blank, solid card)
 GREY_CHROMA = 6.0  # a frame whose mean max-min channel spread is under this has no colour
-CUT_MIN_GAIN = 0.03  # a border cut that removes less than this share of the frame adds no view
 REGION = 0.6  # verification regions: four corners and the centre, each this share of each side
 JPEG_QUALITY = 90
 THUMB_W = 160  # width at which flat borders are looked for
 SEARCH_BATCH = 64  # query views embedded and searched together
+EXPLAINED_MARGIN = 0.1  # a match this much worse than one on the same part of the clip is a look-alike
+PREFILTER_SLACK = 0.05  # segments whose hit similarity is this far under the threshold are not verified
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,7 @@ class FrameHit:
     video_id: int
     video_time: float
     score: float
-    view: int = RAW
+    view: int = CORE
 
     @property
     def offset(self) -> float:
@@ -141,58 +149,68 @@ def vote_offsets(hits: Sequence[FrameHit], tolerance: float, max_peaks: int) -> 
     Offsets are binned at half the tolerance; a bin's votes are, summed over query frames, each
     frame's best score within +-tolerance of the bin. Counting a frame once per bin matters: a
     static shot matches several neighbouring keyframes, and would otherwise outvote a real copy.
-    Peaks closer than twice the tolerance to a stronger one are the same peak.
+    Peaks closer than twice the tolerance to a stronger one are the same peak. Sparse (sorting,
+    no offset x frame grid), so an hour-long query against an hour-long video costs no more
+    memory than its hits.
     """
     if not hits:
         return []
     width = tolerance / 2.0
-    offsets = np.array([h.offset for h in hits])
-    lo = float(offsets.min())
-    bins = np.floor((offsets - lo) / width).astype(int)
-    frames = sorted({h.q for h in hits})
-    row = {q: i for i, q in enumerate(frames)}
-    grid = np.zeros((len(frames), int(bins.max()) + 1), dtype=np.float32)
-    for h, b in zip(hits, bins):
-        r = row[h.q]
-        grid[r, b] = max(grid[r, b], h.score)
     reach = 2  # bins either side: +-tolerance
-    padded = np.pad(grid, ((0, 0), (reach, reach)))
-    window = np.max([padded[:, i:i + grid.shape[1]] for i in range(2 * reach + 1)], axis=0)
-    votes = window.sum(axis=0)
+    q = np.array([h.q for h in hits], dtype=np.int64)
+    offsets = np.array([h.offset for h in hits])
+    score = np.array([h.score for h in hits])
+    lo = float(offsets.min())
+    shifts = np.arange(-reach, reach + 1)
+    bins = (np.floor((offsets - lo) / width).astype(np.int64)[:, None] + shifts).ravel()
+    frames = np.repeat(q, len(shifts))
+    scores = np.repeat(score, len(shifts))
+    key = bins * (int(q.max()) + 1) + frames  # one key per (bin, query frame)
+    order = np.lexsort((-scores, key))  # by key, best score first
+    first = np.r_[True, key[order][1:] != key[order][:-1]]
+    best_bins, best_scores = bins[order][first], scores[order][first]
+    uniq, inverse = np.unique(best_bins, return_inverse=True)
+    votes = np.bincount(inverse, weights=best_scores)
     peaks: list[tuple[float, float]] = []
-    for b in np.argsort(-votes, kind="stable"):
-        if votes[b] <= 0 or len(peaks) == max_peaks:
+    for i in np.argsort(-votes, kind="stable"):
+        if len(peaks) == max_peaks:
             break
-        center = lo + (b + 0.5) * width
+        center = lo + (uniq[i] + 0.5) * width
         if all(abs(center - c) > 2 * tolerance for c, _ in peaks):
-            peaks.append((center, float(votes[b])))
+            peaks.append((center, float(votes[i])))
     return peaks
 
 
-def monotone_chains(hits: Sequence[FrameHit], max_gap: float, floor: float) -> list[list[FrameHit]]:
+def monotone_chains(hits: Sequence[FrameHit], max_gap: float, floor: float,
+                    max_chains: int = 3) -> list[list[FrameHit]]:
     """Split hits of one offset bin into time-ordered chains, best (highest total weight) first.
 
     A chain takes each query frame at most once, with query times increasing and library times not
     decreasing (the query is sampled more densely than the library, so two query frames may share
     a library keyframe), and no two consecutive links more than ``max_gap`` seconds apart in query
     time. Links weigh ``score - floor``, so strong hits decide the chain and weak ones only extend it.
+    A weighted longest-increasing-subsequence; predecessors are looked for only within ``max_gap``.
     """
     pool = sorted(hits, key=lambda h: (h.query_time, h.video_time, -h.score))
     chains: list[list[FrameHit]] = []
-    while pool:
+    while pool and len(chains) < max_chains:
         n = len(pool)
         tq = np.array([h.query_time for h in pool])
         tv = np.array([h.video_time for h in pool])
         w = np.array([h.score - floor + 1e-3 for h in pool])
+        first = np.searchsorted(tq, tq - max_gap, side="left")
         best = w.copy()
         back = np.full(n, -1)
         for j in range(1, n):
-            ok = (tq[:j] < tq[j]) & (tv[:j] <= tv[j] + 1e-6) & (tq[j] - tq[:j] <= max_gap)
+            i0 = int(first[j])
+            if i0 >= j:
+                continue
+            ok = (tq[i0:j] < tq[j]) & (tv[i0:j] <= tv[j] + 1e-6)
             if ok.any():
-                cand = np.where(ok, best[:j], -np.inf)
+                cand = np.where(ok, best[i0:j], -np.inf)
                 i = int(np.argmax(cand))
                 if cand[i] + w[j] > best[j]:
-                    best[j], back[j] = cand[i] + w[j], i
+                    best[j], back[j] = cand[i] + w[j], i0 + i
         j = int(np.argmax(best))
         chain = []
         while j >= 0:
@@ -216,7 +234,8 @@ def find_segments(hits: Iterable[FrameHit], tolerance: float, max_gap: float, mi
     out: list[Segment] = []
     for video_id, vhits in by_video.items():
         taken: list[tuple[float, float]] = []  # query spans already claimed by a stronger segment
-        for center, _ in vote_offsets(vhits, tolerance, max_peaks):
+        for peak, _ in vote_offsets(vhits, tolerance, max_peaks):
+            center = recentre(vhits, peak, tolerance)
             in_bin = [h for h in vhits if abs(h.offset - center) <= tolerance]
             for chain in monotone_chains(in_bin, max_gap, floor):
                 if len(chain) < min_frames:
@@ -228,6 +247,23 @@ def find_segments(hits: Iterable[FrameHit], tolerance: float, max_gap: float, mi
                 out.append(Segment(video_id, robust_offset(chain), chain))
     out.sort(key=lambda s: (-s.similarity * len(s.pairs)))
     return out
+
+
+def recentre(hits: Sequence[FrameHit], center: float, tolerance: float, rounds: int = 2) -> float:
+    """Move a vote peak to the median offset of each query frame's best hit around it.
+
+    A still shot gives a flat-topped peak (every nearby offset gets the same votes) whose first
+    bin wins the tie; the frames' own best hits sit around the true offset instead.
+    """
+    for _ in range(rounds):
+        best: dict[int, FrameHit] = {}
+        for h in hits:
+            if abs(h.offset - center) <= tolerance and (h.q not in best or h.score > best[h.q].score):
+                best[h.q] = h
+        if not best:
+            break
+        center = float(np.median([h.offset for h in best.values()]))
+    return center
 
 
 def robust_offset(chain: Sequence[FrameHit]) -> float:
@@ -255,8 +291,8 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
 def cut(rgb: np.ndarray) -> np.ndarray:
     """``images.cut_borders`` decided on a thumbnail (160 px wide) and applied to the full picture.
 
-    Same bars, found about 20 times faster: the per-row medians behind the decision cost
-    milliseconds per row at full size, and a query clip has dozens of frames.
+    The same bars to a pixel or two, found about five times faster: the per-row medians behind
+    the decision are what costs, and a query clip has dozens of frames.
     """
     h, w = rgb.shape[:2]
     if w <= THUMB_W:
@@ -265,6 +301,8 @@ def cut(rgb: np.ndarray) -> np.ndarray:
     core = cut_borders(small)
     if core.shape == small.shape:
         return rgb
+    if not np.shares_memory(core, small):  # not a view into the thumbnail: cannot tell where it was cut
+        return cut_borders(rgb)
     offset = core.__array_interface__["data"][0] - small.__array_interface__["data"][0]  # a view into small
     top, left = divmod(offset, small.strides[0])
     left //= small.strides[1]
@@ -275,27 +313,21 @@ def cut(rgb: np.ndarray) -> np.ndarray:
 
 
 def frame_views(rgb: np.ndarray, mirror: bool) -> list[tuple[int, np.ndarray]]:
-    """What is embedded for one query frame: itself, its mirror, and its border-cut core if that differs.
-
-    The frame as it is comes first because library keyframes are embedded whole, bars included:
-    a re-encode of a letter-boxed film keeps its bars, a letter-boxed copy of a full-frame video
-    adds them (that is what the cut view is for).
-    """
-    views = [(RAW, rgb)]
-    if mirror:
-        views.append((MIRROR, np.ascontiguousarray(rgb[:, ::-1])))
+    """What is embedded for one query frame: its border-cut core (Create embeds keyframes border-cut
+    too, so bars a copy added or removed do not count) and, with ``mirror``, the core flipped."""
     core = cut(rgb)
-    if core.shape[0] * core.shape[1] < (1.0 - CUT_MIN_GAIN) * rgb.shape[0] * rgb.shape[1]:
-        views.append((CUT, core))
+    views = [(CORE, core)]
+    if mirror:
+        views.append((MIRROR, np.ascontiguousarray(core[:, ::-1])))
     return views
 
 
-def regions(rgb: np.ndarray) -> list[np.ndarray]:
-    """Four overlapping corner regions and the centre region of a picture, for region-wise verification."""
+def crops(rgb: np.ndarray) -> list[np.ndarray]:
+    """What verification compares: the whole picture, four overlapping corner regions, the centre region."""
     h, w = rgb.shape[:2]
     rh, rw = max(1, int(h * REGION)), max(1, int(w * REGION))
     ys, xs = (0, h - rh), (0, w - rw)
-    out = [rgb[y:y + rh, x:x + rw] for y in ys for x in xs]
+    out = [rgb] + [rgb[y:y + rh, x:x + rw] for y in ys for x in xs]
     out.append(rgb[(h - rh) // 2:(h - rh) // 2 + rh, (w - rw) // 2:(w - rw) // 2 + rw])
     return out
 
@@ -337,9 +369,13 @@ class CopyDetector:
         self._lib_regions: dict[tuple[int, bool], np.ndarray | None] = {}  # (keyframe, grey) -> regions
         self._query_regions: dict[tuple[int, bool, bool], np.ndarray] = {}  # (frame, mirrored, grey) -> regions
 
-    def detect(self, path: str | Path, threshold: float | None = None,
+    def detect(self, path: str | Path, threshold: float | None = None, keep_frames: bool = True,
                on_frames: Callable[[int], None] | None = None) -> CopyAnswer:
-        """Answer one query clip. Raises :class:`InputError` (VideoError) when it is not a usable video."""
+        """Answer one query clip. Raises :class:`InputError` (VideoError) when it is not a usable video.
+
+        ``keep_frames``: return the query's keyframes with the answer (for a report); about 30 kB
+        each, two a second of clip. ``on_frames(n)`` reports decoding progress.
+        """
         threshold = self.r.threshold if threshold is None else threshold
         p = Path(path)
         exact = self._exact(p)
@@ -353,8 +389,8 @@ class CopyDetector:
         self._query_regions.clear()  # frame indices are per query
         matches: list[CopyMatch] = []
         for seg in segments:
-            if seg.similarity < threshold:
-                continue  # the score is at most the global similarity: no need to verify
+            if seg.similarity < threshold - PREFILTER_SLACK and not any(frames[p.q].grey for p in seg.pairs):
+                continue  # far under the threshold already (colour against colour): not worth verifying
             video = self._video(seg.video_id)
             if video is None or video.status != READY:
                 continue  # vectors of a video being deleted: never answer with it
@@ -362,8 +398,9 @@ class CopyDetector:
             if score is None or score < threshold:
                 continue
             matches.append(self._match(seg, video, score, frames, duration))
-        matches.sort(key=lambda m: (-m.score, -m.frames))
-        return CopyAnswer(str(path), bool(matches), matches[:self.r.max_matches], duration, frames)
+        matches = explain_away(matches)
+        return CopyAnswer(str(path), bool(matches), matches[:self.r.max_matches], duration,
+                          frames if keep_frames else [])
 
     # -- steps --------------------------------------------------------------------------------
     def _exact(self, path: Path) -> CopyMatch | None:
@@ -431,9 +468,9 @@ class CopyDetector:
         library keyframes (a still look-alike, a black frame) is not a copy. Flat library
         keyframes (black, blank) count for nothing.
 
-        Score, with ``verify``: the lowest of three means over the aligned pairs: the global
-        similarity, the mean similarity of five regions (four corners, centre), and the centre's
-        similarity alone. A copy agrees in all three, whatever was done to it (crops and bars
+        Score, with ``verify``: the lowest of three means over the aligned pairs: the similarity
+        of the whole pictures, the mean similarity of five regions (four corners, centre), and the
+        centre's similarity alone. A copy agrees in all three, whatever was done to it (crops and bars
         shift the corners a little, subtitles and logos touch one region); the same room with
         another person in it fails the centre, and a generically similar picture fails the regions.
         Greyscale query frames are compared with greyscale library frames.
@@ -451,17 +488,19 @@ class CopyDetector:
         keys = [(p.q, p.view == MIRROR, p.keyframe_id, frames[p.q].grey) for p in pairs]
         self._embed_query_regions({(q, m, g) for q, m, _, g in keys}, frames)
         self._embed_library_regions({(k, g) for _, _, k, g in keys})
-        means, centres = [], []
+        wholes, means, centres = [], [], []
         for p, (q, m, k, g) in zip(pairs, keys):
             lib = self._lib_regions.get((k, g))
             if lib is None:  # the keyframe image is gone (drift): only its global score is known
+                wholes.append(p.score)
                 means.append(p.score)
                 centres.append(p.score)
                 continue
-            sims = (self._query_regions[(q, m, g)] * lib).sum(axis=1)
-            means.append(float(sims.mean()))
+            sims = (self._query_regions[(q, m, g)] * lib).sum(axis=1)  # whole, 4 corners, centre
+            wholes.append(float(sims[0]))
+            means.append(float(sims[1:].mean()))
             centres.append(float(sims[-1]))
-        return min(seg.similarity, float(np.mean(means)), float(np.mean(centres)))
+        return min(float(np.mean(wholes)), float(np.mean(means)), float(np.mean(centres)))
 
     def _library_flat(self, ids: Sequence[int]) -> dict[int, bool]:
         """Whether each library keyframe image is flat (missing images count as not flat), cached."""
@@ -484,7 +523,7 @@ class CopyDetector:
         for q, mirrored, grey in todo:
             rgb = frames[q].rgb()
             rgb = np.ascontiguousarray(rgb[:, ::-1]) if mirrored else rgb
-            imgs += regions(cut(_grey(rgb) if grey else rgb))
+            imgs += crops(cut(_grey(rgb) if grey else rgb))
         if todo:
             vecs = self.embedder.embed(imgs).reshape(len(todo), -1, self.embedder.dim)
             self._query_regions.update(zip(todo, vecs))
@@ -499,7 +538,7 @@ class CopyDetector:
             if img is None:
                 self._lib_regions[(k, grey)] = None
                 continue
-            imgs += regions(cut(_grey(img) if grey else img))
+            imgs += crops(cut(_grey(img) if grey else img))
             todo.append((k, grey))
         if todo:
             vecs = self.embedder.embed(imgs).reshape(len(todo), -1, self.embedder.dim)
@@ -515,6 +554,22 @@ class CopyDetector:
         v_start = min(max(0.0, q_start + seg.offset), v_dur)
         v_end = min(max(v_start, q_end + seg.offset), v_dur)
         return CopyMatch(video.id, video.path, score, q_start, q_end, v_start, v_end, len(seg.pairs), seg.pairs)
+
+
+def explain_away(matches: list[CopyMatch]) -> list[CopyMatch]:
+    """Best first, without matches whose part of the clip a much better match already explains.
+
+    A part of a clip has one source. Another video that matches the same part clearly worse is a
+    look-alike (another toy on the same table), while a second copy of the source in the library
+    (a re-encode ingested twice) matches about as well and is kept.
+    """
+    kept: list[CopyMatch] = []
+    for m in sorted(matches, key=lambda m: (-m.score, -m.frames)):
+        span = (m.query_start, m.query_end)
+        if not any(k.score - m.score > EXPLAINED_MARGIN and _overlap(span, (k.query_start, k.query_end)) > 0.5
+                   for k in kept):
+            kept.append(m)
+    return kept
 
 
 def _boundary(before: QueryFrame, after: QueryFrame) -> float:

@@ -1,10 +1,16 @@
 """Search: a picture in, ranked (video, moment, score, keyframe) out.
 
-Steps per query: cut flat borders, embed the image and its mirror (users send flipped frames),
-fetch the nearest keyframes for both views, keep the best score per keyframe, group the hits by
-video (a video is one answer, however many of its keyframes matched), report the span of
-neighbouring matching keyframes as ``from``/``to`` (as trace.moe does), and optionally refine the
-moment by decoding the frames around the best keyframe and embedding a sample of them.
+Steps per query:
+1. cut flat borders; embed the image, its mirror (users send flipped frames) and five windows of it
+   (four corners and the centre, for picture-in-picture and player screenshots);
+2. fetch the nearest keyframes: many for the image and mirror, a few for each window;
+3. verify the strongest candidates geometrically (ORB + RANSAC, utils.verify) against the stored
+   keyframe images: verification picks the video and the exact keyframe (the moment) among
+   look-alikes, and lets a window's score count only when the geometry confirms it, so windows
+   never turn an unrelated picture into a match;
+4. group by video (one answer per video) with the span of its neighbouring strong hits as
+   ``from``/``to`` (as trace.moe does);
+5. refine the first answer's moment between keyframes by decoding the half second around it.
 """
 
 from __future__ import annotations
@@ -18,14 +24,18 @@ import numpy as np
 from .catalogue import READY, Catalogue
 from .config import Config
 from .embedder import Embedder
-from .errors import InputError, VideoError
+from .errors import InputError
 from .images import cut_borders, read_image
 from .vectorstore import Hit, ModelInfo, VectorStore
+from .verify import Features, features, inliers, keyframe_features
 from .video import VIDEO_EXTENSIONS, frames_between
 
 SPAN_SCORE_DROP = 0.05  # hits this close to the best score count towards the matching span
-REFINE_FRAMES = 12  # frames embedded when refining a moment
-REFINE_CANDIDATES = 3  # strong keyframe hits of one video whose surroundings are refined
+WINDOW = 0.6  # side of the query windows, as a share of the query's sides
+WINDOW_HITS = 10  # keyframes fetched per window view
+REFINE_FRAMES = 8  # frames embedded when refining a moment
+REFINE_MIN_GAP = 0.3  # keyframes closer than this on both sides already give the moment
+BEST_VIDEO_CANDIDATES = 8  # keyframes of the leading video always verified (to pick its moment)
 
 
 @dataclass
@@ -72,9 +82,27 @@ def load_query(ref: str, cfg: Config) -> np.ndarray:
 
 
 def query_views(rgb: np.ndarray) -> list[np.ndarray]:
-    """What is embedded for one query: the border-cut image and its mirror."""
+    """The whole-picture views of a query: the border-cut image and its mirror."""
     core = cut_borders(rgb)
     return [core, np.ascontiguousarray(core[:, ::-1])]
+
+
+def windows(core: np.ndarray) -> list[np.ndarray]:
+    """Four corner windows and a centre window, each WINDOW of the image's sides."""
+    h, w = core.shape[:2]
+    wh, ww = max(1, int(h * WINDOW)), max(1, int(w * WINDOW))
+    corners = [(0, 0), (0, w - ww), (h - wh, 0), (h - wh, w - ww), ((h - wh) // 2, (w - ww) // 2)]
+    return [np.ascontiguousarray(core[y:y + wh, x:x + ww]) for y, x in corners]
+
+
+@dataclass
+class _Candidate:
+    """One keyframe seen for a query: its best whole-picture score, best score over all views, inliers."""
+
+    hit: Hit
+    base: float = -1.0
+    any_view: float = -1.0
+    inliers: int = 0
 
 
 class Searcher:
@@ -90,54 +118,115 @@ class Searcher:
     def search(self, queries: Sequence[tuple[str, np.ndarray]], top_k: int | None = None,
                threshold: float | None = None) -> list[Answer]:
         """Answer each (name, RGB image) query; results under ``threshold`` are dropped."""
+        if not queries:
+            return []
         top_k = top_k or self.cfg.search.top_k
         threshold = self.cfg.search.threshold if threshold is None else threshold
-        views = [query_views(rgb) for _, rgb in queries]
-        flat = [v for vs in views for v in vs]
-        vectors = self.embedder.embed(flat) if flat else np.zeros((0, self.embedder.dim), np.float32)
-        hits = self.store.search(vectors, self.cfg.search.candidates) if flat else []
-        answers = []
-        pos = 0
-        for (name, _), vs in zip(queries, views):
-            n = len(vs)
-            matches = self._rank(hits[pos:pos + n], vectors[pos:pos + n], top_k, threshold)
-            answers.append(Answer(name, matches))
+        verify = self.cfg.search.verify
+        base_views = [query_views(rgb) for _, rgb in queries]
+        win_views = [windows(b[0]) if verify else [] for b in base_views]
+        flat = [v for b, w in zip(base_views, win_views) for v in b + w]
+        vectors = self.embedder.embed(flat)
+        per_query = [len(b) + len(w) for b, w in zip(base_views, win_views)]
+        answers, pos = [], 0
+        for (name, _), views, n in zip(queries, base_views, per_query):
+            vecs = vectors[pos:pos + n]
             pos += n
+            cands = self._candidates(vecs)
+            if verify:
+                self._verify(cands, [features(v) for v in views])
+            matches = self._rank(cands, top_k, threshold)
+            if matches and self.cfg.search.refine:
+                self._refine(matches[0], vecs[:2])
+            answers.append(Answer(name, matches))
         return answers
 
-    def _rank(self, view_hits: list[list[Hit]], view_vecs: np.ndarray, top_k: int, threshold: float) -> list[Match]:
-        best: dict[int, tuple[Hit, int]] = {}  # keyframe id -> (best hit, view index)
-        for vi, hits in enumerate(view_hits):
+    def _candidates(self, vecs: np.ndarray) -> dict[int, _Candidate]:
+        """Keyframe hits of all views of one query, keyed by keyframe id."""
+        base = self.store.search(vecs[:2], self.cfg.search.candidates)
+        wins = self.store.search(vecs[2:], WINDOW_HITS) if len(vecs) > 2 else []
+        cands: dict[int, _Candidate] = {}
+        for view, hits in enumerate(base + wins):
             for h in hits:
-                if h.id not in best or h.score > best[h.id][0].score:
-                    best[h.id] = (h, vi)
-        by_video: dict[int, list[tuple[Hit, int]]] = {}
-        for h, vi in best.values():
-            by_video.setdefault(h.video_id, []).append((h, vi))
-        ranked = sorted(by_video.items(), key=lambda kv: -max(h.score for h, _ in kv[1]))
+                c = cands.setdefault(h.id, _Candidate(h))
+                c.any_view = max(c.any_view, h.score)
+                if view < 2:
+                    c.base = max(c.base, h.score)
+        return cands
+
+    def _verify(self, cands: dict[int, _Candidate], query_feats: list[Features]) -> None:
+        """Count geometric inliers for the strongest candidates and the leading video's keyframes."""
+        by_any = sorted(cands.values(), key=lambda c: -c.any_view)[: self.cfg.search.verify_candidates]
+        lead = max(cands.values(), key=lambda c: c.base).hit.video_id
+        of_lead = sorted((c for c in cands.values() if c.hit.video_id == lead), key=lambda c: -c.base)
+        chosen = {c.hit.id: c for c in by_any + of_lead[:BEST_VIDEO_CANDIDATES]}
+        rows = self.cat.keyframes_by_id(list(chosen))
+        for kid, c in chosen.items():
+            if kid in rows:
+                kf = keyframe_features(str(self.cfg.data_path / rows[kid].image_path))
+                c.inliers = max(inliers(q, kf) for q in query_feats)
+
+    def _rank(self, cands: dict[int, _Candidate], top_k: int, threshold: float) -> list[Match]:
+        """One answer per video: geometrically verified videos first, then by whole-picture score."""
+        min_inliers = self.cfg.search.verify_min_inliers
+        by_video: dict[int, list[_Candidate]] = {}
+        for c in cands.values():
+            by_video.setdefault(c.hit.video_id, []).append(c)
+        scored = []
+        for video_id, cs in by_video.items():
+            most = max(c.inliers for c in cs)
+            # keyframes nearly as well verified (a static shot) are told apart by the embedding
+            verified = max((c for c in cs if c.inliers >= 0.8 * most), key=lambda c: c.any_view)
+            if verified.inliers >= min_inliers:
+                scored.append(((1, verified.inliers), max(verified.any_view, max(c.base for c in cs)), verified, cs))
+            else:
+                best = max(cs, key=lambda c: c.base)
+                scored.append(((0, best.base), best.base, best, cs))
+        scored.sort(key=lambda x: x[0], reverse=True)
         matches: list[Match] = []
-        for video_id, vhits in ranked:
+        for _, score, top, cs in scored:
             if len(matches) == top_k:
                 break
-            top, vi = max(vhits, key=lambda x: x[0].score)
-            if top.score < threshold:
-                break
-            video = self.cat.video(video_id)
-            rows = self.cat.keyframes_by_id([top.id])
-            if video is None or video.status != READY or top.id not in rows:
+            if score < threshold:
+                continue
+            video = self.cat.video(top.hit.video_id)
+            rows = self.cat.keyframes_by_id([top.hit.id])
+            if video is None or video.status != READY or top.hit.id not in rows:
                 continue  # vectors of a video being deleted, or drift: never answer with it
-            lo, hi = self._span([h for h, _ in vhits], top)
-            moment, score = top.timestamp, top.score
-            if self.cfg.search.refine:
-                moment, score = self._refine_best(Path(video.path), vhits, view_vecs, top)
-            matches.append(Match(video_id, video.path, moment, min(lo, moment), max(hi, moment), score, top.id,
-                                 str(self.cfg.data_path / rows[top.id].image_path)))
-        matches.sort(key=lambda m: -m.score)
+            lo, hi = self._span([c.hit for c in cs if c.base >= 0], top.hit, top.base)
+            matches.append(Match(video.id, video.path, top.hit.timestamp, lo, hi, score, top.hit.id,
+                                 str(self.cfg.data_path / rows[top.hit.id].image_path)))
         return matches
 
-    def _span(self, hits: list[Hit], top: Hit) -> tuple[float, float]:
-        """The run of this video's strong hits around the best one, neighbours at most group_gap apart."""
-        times = sorted(h.timestamp for h in hits if h.score >= top.score - SPAN_SCORE_DROP)
+    def _refine(self, match: Match, query_vecs: np.ndarray) -> None:
+        """Move the best answer from its keyframe's time to the query's own moment.
+
+        Keyframes are dense where the picture moves and up to ``keyframes.max_gap`` apart where it
+        does not; where they are sparse, decode the frames nearer to this keyframe than to its
+        neighbours and take the one whose embedding matches the query best. Only the first answer is
+        refined: decoding is the slow part."""
+        t = match.timestamp
+        before, after = self.cat.neighbour_times(match.video_id, t)
+        lo = t - (t - before) / 2 if before is not None else max(0.0, t - self.cfg.keyframes.max_gap / 2)
+        hi = t + (after - t) / 2 if after is not None else t + self.cfg.keyframes.max_gap / 2
+        if hi - t < REFINE_MIN_GAP / 2 and t - lo < REFINE_MIN_GAP / 2:
+            return
+        try:
+            frames = frames_between(Path(match.video_path), lo, hi, self.cfg.keyframes.image_max_side)
+        except InputError:
+            return  # the video moved or is unreadable: the keyframe's time is the best we have
+        if len(frames) > REFINE_FRAMES:
+            frames = [frames[i] for i in np.linspace(0, len(frames) - 1, REFINE_FRAMES).round().astype(int)]
+        if not frames:
+            return
+        sims = (self.embedder.embed([cut_borders(f) for _, f in frames]) @ query_vecs.T).max(axis=1)
+        best = int(np.argmax(sims))
+        match.timestamp = float(frames[best][0])
+        match.from_, match.to = min(match.from_, match.timestamp), max(match.to, match.timestamp)
+
+    def _span(self, hits: list[Hit], top: Hit, top_score: float) -> tuple[float, float]:
+        """The run of this video's strong hits around the answer, neighbours at most group_gap apart."""
+        times = sorted(h.timestamp for h in hits if h.score >= top_score - SPAN_SCORE_DROP)
         lo = hi = top.timestamp
         gap = self.cfg.search.group_gap
         for t in sorted((t for t in times if t < top.timestamp), reverse=True):
@@ -149,37 +238,3 @@ class Searcher:
                 break
             hi = t
         return lo, hi
-
-    def _refine_best(self, video_path: Path, vhits: list[tuple[Hit, int]], view_vecs: np.ndarray,
-                     top: Hit) -> tuple[float, float]:
-        """Refine around the few strongest, well separated keyframe hits: a video may return to a
-        similar picture (a pose, a shot), and the best keyframe is then not always the right moment."""
-        picks: list[tuple[Hit, int]] = []
-        for h, vi in sorted(vhits, key=lambda x: -x[0].score):
-            if h.score < top.score - SPAN_SCORE_DROP or len(picks) == REFINE_CANDIDATES:
-                break
-            if all(abs(h.timestamp - p.timestamp) > self.cfg.search.refine_window for p, _ in picks):
-                picks.append((h, vi))
-        best = (top.timestamp, top.score)
-        for h, vi in picks:
-            best = max(best, self._refine(video_path, h.timestamp, view_vecs[vi], h.timestamp, h.score),
-                       key=lambda ts: ts[1])
-        return best
-
-    def _refine(self, video_path: Path, center: float, query_vec: np.ndarray, moment: float,
-                score: float) -> tuple[float, float]:
-        """Decode around a keyframe and take the best-matching frame's time (the query's moment)."""
-        w = self.cfg.search.refine_window
-        try:
-            frames = frames_between(video_path, center - w, center + w, self.cfg.keyframes.image_max_side)
-        except VideoError:
-            return moment, score  # the video moved or is unreadable: the keyframe's time is the best we have
-        if len(frames) > REFINE_FRAMES:
-            frames = [frames[i] for i in np.linspace(0, len(frames) - 1, REFINE_FRAMES).round().astype(int)]
-        if not frames:
-            return moment, score
-        sims = self.embedder.embed([cut_borders(f) for _, f in frames]) @ query_vec
-        i = int(np.argmax(sims))
-        if sims[i] > score:
-            return float(frames[i][0]), float(sims[i])
-        return moment, score

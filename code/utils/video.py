@@ -1,6 +1,6 @@
 """Opening videos with PyAV and reading what the catalogue records about them.
 
-Why a module of its own: every stage that touches a video file (ingest, search refinement,
+Why a module of its own: every stage that touches a video file (ingest, VIDEO@SECONDS queries,
 VideoRetrieval's query clips) must fail the same way on bad input: one VideoError line that says
 what is wrong with which file, never a raw FFmpeg traceback.
 """
