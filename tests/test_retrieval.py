@@ -1,0 +1,257 @@
+"""VideoRetrieval: copy detection with aligned segments, in process (SQLite) and through the CLI (MariaDB).
+
+Query clips are made here with PyAV (re-encoded segments, spliced footage), so nothing but the
+shared clips is needed. The CLI library is built by Create.py in a subprocess: a Milvus Lite
+database can be open in one process only, and that one must never be opened by pytest itself.
+Two small libraries, one per catalogue backend, keep the file fast.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+import badmedia
+from conftest import config_env, drop_mysql_database, make_config, need_videos, run_script
+from utils import retrieval
+from utils.catalogue import open_catalogue
+from utils.embed_job import embed_library
+from utils.embedder import Embedder
+from utils.errors import VideoError
+from utils.images import cut_borders
+from utils.ingest import ingest
+from utils.retrieval import CopyDetector, FrameHit, find_segments
+from utils.vectorstore import VectorStore
+
+LIBRARY = ["webrtc_chrome_270p_h264.mp4", "chaplin_360p_h264.mp4", "mdn_frog_480p_h264.mp4",
+           "mdn_pig_480p_h264.mp4", "bikes_10s_640x272_h264.mp4"]
+HALF_RES = ("webrtc_chrome_270p_h264.mp4", 13.0, 4.0)  # 4 s from the middle, re-encoded at half size
+PART = [("chaplin_360p_h264.mp4", 2.0, 4.0), ("intel_bottle_detection_360p_h264.mp4", 3.0, 4.0)]  # library, then not
+NEGATIVE = ("mdn_elf_480p_h264.mp4", 1.0, 4.0)  # another toy on the same table as mdn_frog and mdn_pig
+DUPLICATE = "bikes_10s_640x272_h264.mp4"
+
+
+def make_clip(out: Path, segments: list[tuple[str, float, float]], size: tuple[int, int],
+              codec: str = "mpeg4", bit_rate: int = 300_000) -> Path:
+    """Splice ``(shared clip, start, duration)`` segments into one re-encoded clip, keeping their timing."""
+    videos = need_videos()
+    with av.open(str(out), "w") as dst:
+        stream = dst.add_stream(codec, rate=25)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = bit_rate
+        stream.codec_context.time_base = Fraction(1, 1000)
+        at, last_pts = 0.0, -1
+        for name, start, duration in segments:
+            with av.open(str(videos / name)) as src:
+                s = src.streams.video[0]
+                origin = float((s.start_time or 0) * s.time_base)
+                src.seek(int((start + origin) / s.time_base), stream=s, backward=True)
+                for frame in src.decode(s):
+                    t = float(frame.pts * s.time_base) - origin
+                    if t < start - 1e-6:
+                        continue
+                    if t >= start + duration - 1e-6:
+                        break
+                    pts = int(round((at + t - start) * 1000))
+                    if pts <= last_pts:
+                        continue
+                    new = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+                    new.pts, new.time_base, last_pts = pts, Fraction(1, 1000), pts
+                    for packet in stream.encode(new):
+                        dst.mux(packet)
+            at += duration
+        for packet in stream.encode():
+            dst.mux(packet)
+    return out
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("queries")
+    out = {
+        "half": make_clip(d / "chrome half.mkv", [HALF_RES], (240, 136), "mpeg4", 250_000),
+        "part": make_clip(d / "part.mkv", PART, (480, 270), "mpeg4", 600_000),
+        "negative": make_clip(d / "elf.mkv", [NEGATIVE], (360, 240), "mpeg4", 400_000),
+        "duplicate": d / "renamed copy.mp4",
+        "bad": badmedia.random_bytes(d),
+    }
+    shutil.copy(need_videos() / DUPLICATE, out["duplicate"])
+    out["evil"] = d / "<img src=x onerror=alert(1)><script>alert(1)<.script>.mkv"
+    shutil.copy(out["half"], out["evil"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory):
+    videos = need_videos()
+    cfg = make_config(tmp_path_factory.mktemp("sqlite"), "sqlite")
+    with open_catalogue(cfg) as cat:
+        assert ingest(cfg, cat, [videos / n for n in LIBRARY]).count("added") == len(LIBRARY)
+        embed_library(cfg, cat)
+        with VectorStore(cfg) as store:
+            yield CopyDetector(cfg, cat, store, Embedder.from_config(cfg))
+
+
+def only_match(answer, name: str):
+    assert answer.is_copy, answer
+    assert [Path(m.video_path).name for m in answer.matches] == [name], answer.as_dict()
+    return answer.matches[0]
+
+
+# -- the alignment itself, on synthetic hits ---------------------------------------------------------------
+
+def synthetic(video: int, query_times, offset: float, score: float = 0.9, start_id: int = 0) -> list[FrameHit]:
+    """Hits of a copy: each query frame matches the library keyframe at (about) query time + offset."""
+    return [FrameHit(i, t, start_id + i, video, round(t + offset, 1), score) for i, t in enumerate(query_times)]
+
+
+def test_consistent_offset_wins_over_scattered_lookalikes():
+    rng = np.random.default_rng(7)
+    times = np.arange(0, 8, 0.5)
+    hits = synthetic(1, times, 20.0, 0.8)
+    # a look-alike video matches every frame, a little better, but at random moments
+    hits += [FrameHit(i, t, 1000 + i, 2, float(rng.uniform(0, 60)), 0.85) for i, t in enumerate(times)]
+    segs = find_segments(hits, tolerance=1.0, max_gap=3.0, min_frames=3, floor=0.45)
+    assert segs[0].video_id == 1
+    assert segs[0].offset == pytest.approx(20.0, abs=0.15)
+    assert len(segs[0].pairs) == len(times)
+    assert all(len(s.pairs) < 4 for s in segs if s.video_id == 2)
+
+
+def test_other_frame_rate_dropped_frames_and_part_copy():
+    """15 fps query of a 24 fps video: times differ, frames are missing; only its first 4 s are a copy."""
+    times = [t for t in np.arange(0, 8, 1 / 15) if not (2.0 < t < 2.7)][::7]
+    hits = synthetic(3, [t for t in times if t < 4.0], 7.25)
+    hits += [FrameHit(100 + i, t, 500 + i, 4, 3.0, 0.5) for i, t in enumerate(times) if t >= 4.0]
+    segs = [s for s in find_segments(hits, 1.0, 3.0, 3, 0.45) if s.video_id == 3]
+    assert len(segs) == 1
+    assert segs[0].pairs[0].query_time == 0.0 and segs[0].pairs[-1].query_time < 4.0
+    assert segs[0].offset == pytest.approx(7.25, abs=0.1)
+
+
+def test_chain_is_monotone_in_time():
+    hits = synthetic(1, np.arange(0, 6, 0.5), 10.0)
+    hits.append(FrameHit(5, 2.5, 99, 1, 10.0, 0.95))  # a strong hit that would run backwards
+    seg = find_segments(hits, 1.0, 3.0, 3, 0.45)[0]
+    video_times = [p.video_time for p in seg.pairs]
+    assert video_times == sorted(video_times) and 99 not in [p.keyframe_id for p in seg.pairs]
+
+
+def test_border_cut_on_a_thumbnail_matches_full_size():
+    rng = np.random.default_rng(0)
+    frame = np.zeros((270, 480, 3), np.uint8)
+    frame[34:236, :] = rng.integers(0, 255, (202, 480, 3), dtype=np.uint8)
+    fast, slow = retrieval.cut(frame), cut_borders(frame)
+    assert abs(fast.shape[0] - slow.shape[0]) <= 4 and fast.shape[1] == slow.shape[1] == 480
+
+
+# -- in process, SQLite catalogue ----------------------------------------------------------------------------
+
+def test_half_resolution_segment_found_with_its_times(detector, clips):
+    m = only_match(detector.detect(clips["half"]), HALF_RES[0])
+    assert m.video_start == pytest.approx(HALF_RES[1], abs=1.0)
+    assert m.video_end == pytest.approx(HALF_RES[1] + HALF_RES[2], abs=1.0)
+    assert m.query_start == pytest.approx(0.0, abs=1.0) and m.query_end == pytest.approx(HALF_RES[2], abs=1.0)
+    assert m.frames >= 4 and 0.6 <= m.score <= 1.0
+
+
+def test_clip_of_a_video_not_in_library_is_no_copy(detector, clips):
+    answer = detector.detect(clips["negative"])
+    assert not answer.is_copy and answer.matches == []
+
+
+def test_part_copy_reports_only_the_library_segment(detector, clips):
+    name, start, duration = PART[0]
+    m = only_match(detector.detect(clips["part"]), name)
+    assert m.query_start == pytest.approx(0.0, abs=1.0) and m.query_end == pytest.approx(duration, abs=1.0)
+    assert m.video_start == pytest.approx(start, abs=1.0) and m.video_end == pytest.approx(start + duration, abs=1.0)
+
+
+def test_exact_duplicate_is_answered_without_decoding(detector, clips, monkeypatch):
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an exact duplicate must not be decoded")
+
+    monkeypatch.setattr(retrieval, "KeyframeExtractor", no_decoding)
+    m = only_match(detector.detect(clips["duplicate"]), DUPLICATE)
+    assert m.exact and m.score == 1.0
+    assert (m.query_start, m.video_start) == (0.0, 0.0)
+    assert m.query_end == m.video_end == pytest.approx(10.0, abs=0.1)
+
+
+def test_bad_file_raises_video_error(detector, clips):
+    with pytest.raises(VideoError, match="not a readable video"):
+        detector.detect(clips["bad"])
+
+
+# -- the CLI, MariaDB catalogue, on a library no pytest process ever opened -------------------------------
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory: pytest.TempPathFactory, mysql_server: dict[str, str]):
+    videos = need_videos()
+    cfg = make_config(tmp_path_factory.mktemp("cli"), "mysql", mysql_server)
+    env = config_env(cfg)
+    r = run_script("Create.py", "--embed", "--quiet", *[str(videos / n) for n in LIBRARY], env=env)
+    assert r.returncode == 0, r.stderr
+    yield env
+    drop_mysql_database(cfg)
+
+
+@pytest.fixture(scope="module")
+def cli_run(cli_env, clips, tmp_path_factory: pytest.TempPathFactory):
+    report = tmp_path_factory.mktemp("report") / "copies.html"
+    order = ["half", "bad", "negative", "part", "duplicate", "evil"]
+    r = run_script("VideoRetrieval.py", "--json", "--report", str(report), *[str(clips[k]) for k in order],
+                   env=cli_env)
+    return r, report
+
+
+def test_cli_bad_file_one_error_line_others_answered(cli_run, clips):
+    r, _ = cli_run
+    assert r.returncode == 1
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(clips["bad"]) in errors[0]
+    assert "Traceback" not in r.stderr
+    answers = json.loads(r.stdout)
+    assert [a["query"] for a in answers] == [str(clips[k]) for k in ("half", "negative", "part", "duplicate", "evil")]
+
+
+def test_cli_json_schema_and_answers(cli_run, clips):
+    answers = {a["query"]: a for a in json.loads(cli_run[0].stdout)}
+    for a in answers.values():
+        assert set(a) == {"query", "is_copy", "matches"} and isinstance(a["is_copy"], bool)
+        assert a["is_copy"] == bool(a["matches"])
+        for m in a["matches"]:
+            assert set(m) == {"video_id", "video_path", "score", "query_start", "query_end", "video_start",
+                              "video_end", "frames"}
+            assert isinstance(m["video_id"], int) and isinstance(m["frames"], int)
+            assert m["query_start"] <= m["query_end"] and m["video_start"] <= m["video_end"]
+    half = answers[str(clips["half"])]["matches"]
+    assert [Path(m["video_path"]).name for m in half] == [HALF_RES[0]]
+    assert abs(half[0]["video_start"] - HALF_RES[1]) <= 1.0
+    assert answers[str(clips["negative"])] == {"query": str(clips["negative"]), "is_copy": False, "matches": []}
+    part = answers[str(clips["part"])]["matches"]
+    assert [Path(m["video_path"]).name for m in part] == [PART[0][0]] and part[0]["query_end"] <= 5.0
+    dup = answers[str(clips["duplicate"])]["matches"]
+    assert Path(dup[0]["video_path"]).name == DUPLICATE and dup[0]["score"] == 1.0
+
+
+def test_cli_report_shows_pairs_and_escapes_names(cli_run, clips):
+    html = cli_run[1].read_text(encoding="utf-8")
+    assert "<script" not in html and "onerror=alert(1)>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;" in html
+    assert html.count("data:image/jpeg;base64,") >= 10  # clip frames and library keyframes, inlined
+
+
+def test_cli_table_and_threshold(cli_env, clips):
+    r = run_script("VideoRetrieval.py", "--threshold", "0.99", str(clips["half"]), str(clips["duplicate"]),
+                   env=cli_env)
+    assert r.returncode == 0, r.stderr
+    assert f"{clips['half']}: not a copy" in r.stdout
+    assert f"{clips['duplicate']}: COPY" in r.stdout and DUPLICATE in r.stdout and "same file" in r.stdout
