@@ -523,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         if failed:
             log(f"ingest failures: {[(r.path, r.message) for r in failed]}")
         t0 = time.perf_counter()
-        emb_summary = embed_library(cfg, cat)
+        embed_library(cfg, cat)
         embed_s = time.perf_counter() - t0
         n_kf = cat.counts()["keyframes"]
         log(f"ingested {summary.count('added')} videos, {n_kf} keyframes in {ingest_s:.0f} s; embedded in {embed_s:.0f} s")
