@@ -144,14 +144,6 @@ def test_chain_is_monotone_in_time():
     assert video_times == sorted(video_times) and 99 not in [p.keyframe_id for p in seg.pairs]
 
 
-def test_border_cut_on_a_thumbnail_matches_full_size():
-    rng = np.random.default_rng(0)
-    frame = np.zeros((270, 480, 3), np.uint8)
-    frame[34:236, :] = rng.integers(0, 255, (202, 480, 3), dtype=np.uint8)
-    fast, slow = retrieval.cut(frame), cut_borders(frame)
-    assert abs(fast.shape[0] - slow.shape[0]) <= 4 and fast.shape[1] == slow.shape[1] == 480
-
-
 # -- in process, SQLite catalogue ----------------------------------------------------------------------------
 
 def test_half_resolution_segment_found_with_its_times(detector, clips):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -19,6 +20,7 @@ from .errors import ImageError
 BORDER_STD = 6.0  # a row/column with luma std under this is flat
 BORDER_DELTA = 12.0  # ...and within this of the edge colour belongs to the border
 MIN_KEEP = 0.3  # never cut more than 70% of a side: a flat image is a flat image
+THUMB_WIDTH = 160  # borders are found on a thumbnail this wide
 
 
 def read_image(path: str | Path, max_bytes: int, max_pixels: int) -> np.ndarray:
@@ -56,17 +58,28 @@ def read_image(path: str | Path, max_bytes: int, max_pixels: int) -> np.ndarray:
     return np.asarray(rgb)
 
 
+def border_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the picture inside flat bars (letterbox, pillarbox, frames).
+
+    Decided on a 160-px-wide thumbnail: the per-line statistics are what costs, and a thumbnail
+    finds the same bars to within a thumbnail pixel, several times faster."""
+    h, w = rgb.shape[:2]
+    small = rgb if w <= THUMB_WIDTH else cv2.resize(
+        rgb, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
+    grey = small.astype(np.float32).mean(axis=2)
+    sh, sw = grey.shape
+    top, bottom = _flat_run(grey, sh), _flat_run(grey[::-1], sh)
+    left, right = _flat_run(grey.T, sw), _flat_run(grey.T[::-1], sw)
+    if sh - top - bottom < sh * MIN_KEEP or sw - left - right < sw * MIN_KEEP:
+        return 0, h, 0, w
+    sy, sx = h / sh, w / sw
+    return round(top * sy), h - round(bottom * sy), round(left * sx), w - round(right * sx)
+
+
 def cut_borders(rgb: np.ndarray) -> np.ndarray:
     """Crop flat bars (letterbox, pillarbox, solid frames) from the image's edges."""
-    grey = rgb.astype(np.float32).mean(axis=2)
-    h, w = grey.shape
-    top = _flat_run(grey, h)
-    bottom = _flat_run(grey[::-1], h)
-    left = _flat_run(grey.T, w)
-    right = _flat_run(grey.T[::-1], w)
-    if h - top - bottom < h * MIN_KEEP or w - left - right < w * MIN_KEEP:
-        return rgb
-    return rgb[top:h - bottom, left:w - right]
+    top, bottom, left, right = border_box(rgb)
+    return rgb[top:bottom, left:right]
 
 
 def _flat_run(lines: np.ndarray, n: int) -> int:

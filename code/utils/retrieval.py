@@ -56,7 +56,6 @@ FLAT_STD = 8.0  # a frame whose luma standard deviation is under this is flat (f
 GREY_CHROMA = 6.0  # a frame whose mean max-min channel spread is under this has no colour
 REGION = 0.6  # verification regions: four corners and the centre, each this share of each side
 JPEG_QUALITY = 90
-THUMB_W = 160  # width at which flat borders are looked for
 SEARCH_BATCH = 64  # query views embedded and searched together
 EXPLAINED_MARGIN = 0.1  # a match this much worse than one on the same part of the clip is a look-alike
 PREFILTER_SLACK = 0.05  # segments whose hit similarity is this far under the threshold are not verified
@@ -288,34 +287,10 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 # -- views and regions ------------------------------------------------------------------------------
 
-def cut(rgb: np.ndarray) -> np.ndarray:
-    """``images.cut_borders`` decided on a thumbnail (160 px wide) and applied to the full picture.
-
-    The same bars to a pixel or two, found about five times faster: the per-row medians behind
-    the decision are what costs, and a query clip has dozens of frames.
-    """
-    h, w = rgb.shape[:2]
-    if w <= THUMB_W:
-        return cut_borders(rgb)
-    small = cv2.resize(rgb, (THUMB_W, max(1, round(h * THUMB_W / w))), interpolation=cv2.INTER_AREA)
-    core = cut_borders(small)
-    if core.shape == small.shape:
-        return rgb
-    if not np.shares_memory(core, small):  # not a view into the thumbnail: cannot tell where it was cut
-        return cut_borders(rgb)
-    offset = core.__array_interface__["data"][0] - small.__array_interface__["data"][0]  # a view into small
-    top, left = divmod(offset, small.strides[0])
-    left //= small.strides[1]
-    sy, sx = h / small.shape[0], w / small.shape[1]
-    y0, x0 = int(round(top * sy)), int(round(left * sx))
-    y1, x1 = int(round((top + core.shape[0]) * sy)), int(round((left + core.shape[1]) * sx))
-    return rgb[y0:y1, x0:x1]
-
-
 def frame_views(rgb: np.ndarray, mirror: bool) -> list[tuple[int, np.ndarray]]:
     """What is embedded for one query frame: its border-cut core (Create embeds keyframes border-cut
     too, so bars a copy added or removed do not count) and, with ``mirror``, the core flipped."""
-    core = cut(rgb)
+    core = cut_borders(rgb)
     views = [(CORE, core)]
     if mirror:
         views.append((MIRROR, np.ascontiguousarray(core[:, ::-1])))
@@ -523,7 +498,7 @@ class CopyDetector:
         for q, mirrored, grey in todo:
             rgb = frames[q].rgb()
             rgb = np.ascontiguousarray(rgb[:, ::-1]) if mirrored else rgb
-            imgs += crops(cut(_grey(rgb) if grey else rgb))
+            imgs += crops(cut_borders(_grey(rgb) if grey else rgb))
         if todo:
             vecs = self.embedder.embed(imgs).reshape(len(todo), -1, self.embedder.dim)
             self._query_regions.update(zip(todo, vecs))
@@ -538,7 +513,7 @@ class CopyDetector:
             if img is None:
                 self._lib_regions[(k, grey)] = None
                 continue
-            imgs += crops(cut(_grey(img) if grey else img))
+            imgs += crops(cut_borders(_grey(img) if grey else img))
             todo.append((k, grey))
         if todo:
             vecs = self.embedder.embed(imgs).reshape(len(todo), -1, self.embedder.dim)

@@ -1,0 +1,32 @@
+"""Border cutting: bars found on a thumbnail land within a thumbnail pixel of the true edge."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from utils.images import cut_borders
+
+
+def picture(h: int, w: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def test_letterbox_and_pillarbox_are_cut_to_the_picture():
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[90:630, 160:1120] = picture(540, 960)
+    core = cut_borders(frame)
+    assert abs(core.shape[0] - 540) <= 16 and abs(core.shape[1] - 960) <= 16
+    assert core.shape[0] >= 540 and core.shape[1] >= 960  # never into the picture
+
+
+def test_grey_bars_and_small_images():
+    frame = np.full((120, 160, 3), 128, np.uint8)
+    frame[20:100, :] = picture(80, 160)
+    assert cut_borders(frame).shape[:2] == (80, 160)
+
+
+def test_flat_or_barless_images_are_left_alone():
+    flat = np.full((200, 300, 3), 10, np.uint8)
+    assert cut_borders(flat).shape == flat.shape
+    full = picture(200, 300)
+    assert cut_borders(full).shape == full.shape
