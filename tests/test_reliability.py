@@ -96,3 +96,19 @@ def test_mariadb_stopped_mid_ingest_then_resumed(mysql_server, tmp_path):
         assert len(cat.videos()) == 3 and all(v.status == "ready" for v in cat.videos())
     drop_mysql_database(cfg)
     shutil.rmtree(tmp_path / "data", ignore_errors=True)
+
+
+def test_unreachable_milvus_is_one_clear_error_and_changes_nothing(cfg, tmp_path):
+    videos = need_videos()
+    env = config_env(cfg)
+    assert run_script("Create.py", str(videos / "spiral_1s_240p_av1.avi"), env=env).returncode == 0
+    with open_catalogue(cfg) as cat:
+        before = cat.counts()
+    down = {**env, "P4V_MILVUS__URI": "http://127.0.0.1:1"}
+    for script, args in (("Insert2Milvus.py", []), ("Delete.py", ["1"])):
+        res = run_script(script, *args, env=down, timeout=120)
+        assert res.returncode == 4, (script, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert lines[-1].startswith("error: cannot use Milvus at http://127.0.0.1:1") and "Traceback" not in res.stderr
+    with open_catalogue(cfg) as cat:
+        assert cat.counts() == before and cat.videos()[0].status == "ready"
