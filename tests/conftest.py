@@ -24,7 +24,7 @@ sys.path.insert(0, str(CODE))
 
 from utils.config import Config, load_config  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = (ROOT.parent / "shared" / "data").resolve()  # Create records resolved paths
 VIDEOS = SHARED / "videos"
 MYSQL_PASSWORD_ENV = "P4V_MYSQL_PASSWORD"
 

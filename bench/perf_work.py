@@ -1,0 +1,818 @@
+#!/usr/bin/env python3
+"""Workers of bench/perf.py: each measurement runs in its own process so that its peak RSS is its own.
+
+    python bench/perf_work.py JOB.json      (JOB names the worker and where to write its result)
+
+Nothing here edits the project: stage times of the ingest are taken by wrapping the project's
+functions with timers at run time (monkeypatching in this process only), never by changing code/.
+"""
+
+from __future__ import annotations
+
+import time
+
+T_START = time.perf_counter()  # before the heavy imports: counted as the scripts' start-up
+
+import functools  # noqa: E402
+import inspect  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import traceback  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE = ROOT / "code"
+sys.path.insert(0, str(CODE))
+
+logging.disable(logging.WARNING)  # Lite's harmless create_index tracebacks, pymilvus' retries
+
+SYNTH_CHUNK = 20_000
+SIGMA_LIB = 0.5  # noise around a real keyframe embedding (norm ~0.5 before re-normalising: cos ~0.89)
+SIGMA_QUERY = 0.3  # queries sit closer to their source than library siblings do
+SEARCH_LIMIT = 50  # = search.candidates: what Searcher asks Milvus for
+RECALL_K = 10
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def proc_mem_mb(pid: int) -> dict[str, float]:
+    """VmRSS / VmHWM of another process (the Milvus server), in MB."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, val = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(val.split()[0]) / 1024.0
+    except OSError:
+        pass
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
+
+
+def lat_summary(seconds: list[float]) -> dict[str, float]:
+    ms = [s * 1e3 for s in seconds]
+    return {"p50_ms": pct(ms, 50), "p95_ms": pct(ms, 95), "p99_ms": pct(ms, 99), "mean_ms": float(np.mean(ms)) if ms else 0.0,
+            "n": len(ms)}
+
+
+def make_cfg(data_dir: Path, **env: str):
+    """A config like the user's config.yaml, rooted in ``data_dir`` (SQLite catalogue, Milvus Lite there),
+    with P4V_* overrides; the caller's own P4V_* variables are ignored so that a run is reproducible."""
+    from utils.config import load_config
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("P4V_")}
+    environ.update({"P4V_DATA_DIR": str(data_dir), "P4V_CATALOGUE__BACKEND": "sqlite", **env})
+    return load_config(ROOT / "config.yaml", environ=environ)
+
+
+def video_files(job: dict[str, Any]) -> list[Path]:
+    return [Path(p) for p in job["files"]]
+
+
+# ------------------------------------------------------------------------------- stage instrumentation
+class Stages:
+    """Seconds spent in wrapped functions, by stage; thread-safe (the embed job reads JPEGs in a pool)."""
+
+    def __init__(self) -> None:
+        self.t: dict[str, float] = defaultdict(float)
+        self.n: dict[str, int] = defaultdict(int)
+        self.missing: list[str] = []
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def add(self, key: str, dt: float) -> None:
+        with self._lock:
+            self.t[key] += dt
+            self.n[key] += 1
+
+    def _set(self, owner: Any, attr: str, orig: Any, wrapper: Callable[..., Any]) -> None:
+        static = inspect.getattr_static(owner, attr, None)
+        functools.update_wrapper(wrapper, orig)
+        setattr(owner, attr, staticmethod(wrapper) if isinstance(static, (classmethod, staticmethod)) else wrapper)
+
+    def wrap(self, owner: Any, attr: str, key: str, on_result: Callable[..., None] | None = None) -> None:
+        orig = getattr(owner, attr, None)
+        if orig is None:
+            self.missing.append(f"{getattr(owner, '__name__', owner)}.{attr}")
+            return
+        stages = self
+
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                result = orig(*a, **kw)
+            finally:
+                stages.add(key, time.perf_counter() - t0)
+            if on_result is not None:
+                on_result(result, *a, **kw)
+            return result
+
+        self._set(owner, attr, orig, wrapper)
+
+    def wrap_gen(self, owner: Any, attr: str, key: str) -> None:
+        """A generator method: the time of each ``next`` (the generator's own work) is counted."""
+        orig = getattr(owner, attr, None)
+        if orig is None:
+            self.missing.append(f"{getattr(owner, '__name__', owner)}.{attr}")
+            return
+        stages = self
+
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            it = iter(orig(*a, **kw))
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    stages.add(key, time.perf_counter() - t0)
+                    return
+                except BaseException:
+                    stages.add(key, time.perf_counter() - t0)
+                    raise
+                stages.add(key, time.perf_counter() - t0)
+                yield item
+
+        self._set(owner, attr, orig, wrapper)
+
+    def mark_start(self, owner: Any, attr: str) -> None:
+        """Calling owner.attr starts an interval (closed by mark_end): for code between two calls."""
+        orig = getattr(owner, attr, None)
+        if orig is None:
+            self.missing.append(f"{getattr(owner, '__name__', owner)}.{attr}")
+            return
+        local = self._local
+
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            result = orig(*a, **kw)
+            local.mark = time.perf_counter()
+            return result
+
+        self._set(owner, attr, orig, wrapper)
+
+    def mark_end(self, owner: Any, attr: str, key: str) -> None:
+        orig = getattr(owner, attr, None)
+        if orig is None:
+            self.missing.append(f"{getattr(owner, '__name__', owner)}.{attr}")
+            return
+        local, stages = self._local, self
+
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            mark = getattr(local, "mark", None)
+            if mark is not None:
+                stages.add(key, time.perf_counter() - mark)
+                local.mark = None
+            return orig(*a, **kw)
+
+        functools.update_wrapper(wrapper, orig, updated=())
+        setattr(owner, attr, wrapper)
+
+
+def instrument_ingest(st: Stages, capture: dict[str, list[Any]] | None) -> None:
+    """Wrap the functions of ingest and the embed job with stage timers (this process only)."""
+    import utils.catalogue as catalogue
+    import utils.embed_job as embed_job
+    import utils.embedder as embedder
+    import utils.ingest as ingest
+    import utils.keyframes as keyframes
+    import utils.vectorstore as vectorstore
+
+    KE = keyframes.KeyframeExtractor
+    st.wrap(KE, "__init__", "open_probe")
+    st.wrap_gen(KE, "__iter__", "extract_iter")
+    st.wrap_gen(KE, "_frames", "frames")
+    st.wrap(keyframes, "luma_thumb", "thumb")
+    # keep(): scaled_size(...) -> frame.to_ndarray(rgb24, resized) -> Keyframe(...): the interval is the conversion
+    st.mark_start(keyframes, "scaled_size")
+    st.mark_end(keyframes, "Keyframe", "rgb")
+    st.wrap(ingest, "write_jpeg", "jpeg_write")
+    st.wrap(ingest, "content_hash", "hash")
+    for name in ("video_by_hash", "claim_video", "finish_video", "touch", "discard_video", "keyframes",
+                 "count_keyframes", "mark_embedded", "mark_all_unembedded"):
+        st.wrap(catalogue.Catalogue, name, "catalogue")
+    st.wrap(embed_job.Embedder, "from_config", "model_load")
+    st.wrap(embedder, "to_model_input", "preprocess")
+    st.wrap(embedder.Embedder, "embed", "embed_total")
+    # flat-border detection: inside read_keyframe (pool threads, after ingest) or in EmbedSink.add (main thread)
+    local = threading.local()
+    orig_cut, orig_read = getattr(embed_job, "cut_borders", None), getattr(embed_job, "read_keyframe", None)
+    if orig_cut is not None:
+        def cut_borders(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return orig_cut(*a, **kw)
+            finally:
+                st.add("cut_in_read" if getattr(local, "in_read", False) else "cut_direct", time.perf_counter() - t0)
+        embed_job.cut_borders = cut_borders
+    else:
+        st.missing.append("embed_job.cut_borders")
+    if orig_read is not None:
+        def read_keyframe(*a: Any, **kw: Any) -> Any:
+            local.in_read = True
+            t0 = time.perf_counter()
+            try:
+                return orig_read(*a, **kw)
+            finally:
+                local.in_read = False
+                st.add("jpeg_read_cpu", time.perf_counter() - t0)
+        embed_job.read_keyframe = read_keyframe
+    sink_cls = getattr(embed_job, "EmbedSink", None)
+    if sink_cls is not None:
+        st.wrap(sink_cls, "commit", "sink_commit")
+        st.wrap(sink_cls, "close", "sink_close")
+    pool_cls = getattr(embed_job, "ThreadPoolExecutor", None)
+    if pool_cls is not None:
+        class TimedPool(pool_cls):  # type: ignore[misc, valid-type]
+            def map(self, fn, *iterables, **kw):  # noqa: ANN001
+                t0 = time.perf_counter()
+                out = list(super().map(fn, *iterables, **kw))
+                st.add("jpeg_read", time.perf_counter() - t0)
+                return iter(out)
+        embed_job.ThreadPoolExecutor = TimedPool
+    VS = vectorstore.VectorStore
+    st.wrap(VS, "__init__", "milvus_open")
+    for name in ("ensure", "check", "drop"):
+        st.wrap(VS, name, "milvus_open")
+
+    def keep_vectors(_res: Any, _self: Any, ids: Any, video_ids: Any, timestamps: Any, vectors: np.ndarray) -> None:
+        if capture is not None:
+            capture["ids"].extend(int(i) for i in ids)
+            capture["video_ids"].extend(int(v) for v in video_ids)
+            capture["timestamps"].extend(float(t) for t in timestamps)
+            capture["vectors"].append(np.asarray(vectors, dtype=np.float32).copy())
+
+    st.wrap(VS, "upsert", "milvus_insert", on_result=keep_vectors)
+    st.wrap(VS, "flush", "milvus_flush_load")
+    st.wrap(VS, "load", "milvus_flush_load")
+
+
+def stage_table(st: Stages, wall: float) -> list[dict[str, Any]]:
+    t = st.t
+    read = t["jpeg_read"] if st.n["jpeg_read"] else t["jpeg_read_cpu"]
+    # the pool's wall time split by the threads' own shares: imread + BGR->RGB vs cut_borders
+    cut_frac = t["cut_in_read"] / t["jpeg_read_cpu"] if t["jpeg_read_cpu"] > 0 else 0.0
+    rows = [
+        ("start-up (imports)", t["startup"]),
+        ("open + probe", t["open_probe"]),
+        ("file hash (sha256)", t["hash"]),
+        ("demux + decode", t["frames"] - t["thumb"]),
+        ("keyframe selection (luma thumbs, cut/dedup tests)", t["thumb"] + max(0.0, t["extract_iter"] - t["frames"] - t["rgb"])),
+        ("colour conversion + resize (RGB, 480 px)", t["rgb"]),
+        ("JPEG encode + write", t["jpeg_write"]),
+        ("catalogue (SQLite)", t["catalogue"]),
+        ("model load", t["model_load"]),
+        ("JPEG read for embedding (imread, BGR->RGB)", read * (1 - cut_frac)),
+        ("border cut before embedding (cut_borders)", read * cut_frac + t["cut_direct"]),
+        ("preprocess (224 px, normalise)", t["preprocess"]),
+        ("embedding inference (onnxruntime)", t["embed_total"] - t["preprocess"]),
+        ("Milvus open/create", t["milvus_open"]),
+        ("Milvus upsert", t["milvus_insert"]),
+        ("Milvus flush + load (index)", t["milvus_flush_load"]),
+    ]
+    total = sum(s for _, s in rows)
+    rows.append(("other (unaccounted)", wall - total))
+    return [{"stage": k, "s": round(max(s, 0.0) if k != "other (unaccounted)" else s, 3),
+             "share": (s / wall if wall > 0 else 0.0)} for k, s in rows]
+
+
+# ------------------------------------------------------------------------------------------- workers
+def w_decode(job: dict[str, Any]) -> dict[str, Any]:
+    """Bare PyAV decode: no conversion, no writing, no model. mode full | nonkey."""
+    import av
+
+    from utils.video import probe
+
+    nonkey = job["mode"] == "nonkey"
+    seconds = frames = 0.0
+    ignored: list[str] = []
+    t0 = time.perf_counter()
+    for path in video_files(job):
+        with av.open(str(path), metadata_errors="ignore") as c:
+            info = probe(c, path)
+            stream = c.streams.video[0]
+            stream.thread_type = "AUTO"
+            if nonkey:
+                stream.codec_context.skip_frame = "NONKEY"
+            n = 0
+            for _ in c.decode(stream):
+                n += 1
+            frames += n
+            seconds += info.duration
+            if nonkey and n > 0.5 * max(1.0, info.duration * (info.fps or 25)):
+                ignored.append(path.name)
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "video_s": seconds, "frames": int(frames), "x_realtime": seconds / wall,
+            "fps": frames / wall, "nonkey_ignored_by": ignored, "peak_rss_mb": peak_rss_mb()}
+
+
+def w_extract(job: dict[str, Any]) -> dict[str, Any]:
+    """KeyframeExtractor over the files, keyframes thrown away (no JPEG, no catalogue, no model)."""
+    from utils.keyframes import KeyframeExtractor
+
+    cfg = make_cfg(Path(job["tmp"]), P4V_KEYFRAMES__MODE=job.get("mode", "full"))
+    kfs = 0
+    seconds = 0.0
+    t0 = time.perf_counter()
+    for path in video_files(job):
+        with KeyframeExtractor(path, cfg.keyframes) as ex:
+            for _ in ex:
+                kfs += 1
+            seconds += ex.info.duration or ex.decoded_duration
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "video_s": seconds, "keyframes": kfs, "x_realtime": seconds / wall,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def w_ingest(job: dict[str, Any]) -> dict[str, Any]:
+    """Ingest end to end on a fresh data dir, timed by stage. ``embed``:
+    - ``after``: Create then Insert2Milvus (``ingest()`` then ``embed_library()``);
+    - ``overlap``: Create --embed (the EmbedSink embeds in a thread while the video decodes, then
+      ``embed_pending`` for anything left), as code/Create.py runs it."""
+    st = Stages()
+    capture: dict[str, list[Any]] = defaultdict(list)
+    import utils.embed_job as ej
+    from utils.catalogue import open_catalogue
+    from utils.ingest import ingest
+    st.t["startup"] = time.perf_counter() - T_START  # python's own start-up before T_START is not seen
+    instrument_ingest(st, capture if job.get("capture") else None)
+    cfg = make_cfg(Path(job["data_dir"]), P4V_KEYFRAMES__MODE=job["mode"])
+    paths = [str(p) for p in video_files(job)]
+    overlap = job.get("embed") == "overlap"
+    if overlap and not hasattr(ej, "EmbedSink"):
+        raise RuntimeError("this version has no EmbedSink (Create --embed while decoding)")
+    t0 = time.perf_counter()
+    with open_catalogue(cfg) as cat:
+        if overlap:
+            from utils.embedder import Embedder
+            from utils.vectorstore import VectorStore
+
+            embedder = Embedder.from_config(cfg)
+            with VectorStore(cfg) as store:
+                sink = ej.EmbedSink(cfg, cat, store, embedder)
+                summary = ingest(cfg, cat, paths, sink=sink)
+                sink.close()
+                t1 = time.perf_counter()
+                emb = ej.embed_pending(cfg, cat, store, embedder)
+                embedded = emb.embedded + sink.embedded
+        else:
+            summary = ingest(cfg, cat, paths)
+            t1 = time.perf_counter()
+            emb = ej.embed_library(cfg, cat)
+            embedded = emb.embedded
+    t2 = time.perf_counter()
+    wall = st.t["startup"] + (t2 - t0)
+    s = summary.as_dict()
+    s.pop("files", None)
+    failed = [r.path + ": " + r.message for r in summary.results if r.status == "failed"]
+    if job.get("capture") and capture["vectors"]:
+        np.savez(job["capture_path"], vectors=np.concatenate(capture["vectors"]), ids=np.asarray(capture["ids"]),
+                 video_ids=np.asarray(capture["video_ids"]), timestamps=np.asarray(capture["timestamps"]))
+    return {
+        "wall_s": wall, "ingest_s": t1 - t0, "embed_s": t2 - t1, "startup_s": st.t["startup"], "embed": job.get("embed"),
+        "video_s": summary.video_seconds, "keyframes": summary.keyframes, "embedded": embedded,
+        "frames_decoded": sum(r.frames_decoded for r in summary.results),
+        "x_realtime": summary.video_seconds / wall if wall else 0.0,
+        "keyframes_per_s": summary.keyframes / wall if wall else 0.0,
+        "summary": s, "failed": failed, "stages": stage_table(st, wall), "missing_hooks": st.missing,
+        "raw_stage_s": dict(st.t), "sink_commit_s": st.t.get("sink_commit", 0.0), "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def _keyframe_images(data_dir: Path, n: int, seed: int = 0) -> list[np.ndarray]:
+    from utils.embed_job import read_keyframe
+
+    paths = sorted((data_dir / "keyframes").glob("*/*/*.jpg"))
+    random.Random(seed).shuffle(paths)
+    return [read_keyframe(str(p)) for p in paths[:n]]
+
+
+def w_embed(job: dict[str, Any]) -> dict[str, Any]:
+    """Embedding throughput alone: images already decoded in memory; preprocessing (resize 224) included."""
+    import onnxruntime as ort
+
+    from utils.embedder import Embedder
+    from utils.preprocess import to_model_input
+
+    images = _keyframe_images(Path(job["data_dir"]), max(job["n"]))
+    out = []
+    cases = [(v, "cpu", b) for v in ("int8", "fp32") for b in (1, 32)]
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        cases += [("fp32", "cuda", 32), ("fp32", "cuda", 256)]
+    for variant, device, batch in cases:
+        path = ROOT / "code" / "model" / f"efficientnet_lite0_{variant}.onnx"
+        try:
+            emb = Embedder(path, device=device, batch_size=batch, threads=0)
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            out.append({"variant": variant, "device": device, "batch": batch, "error": str(exc)})
+            continue
+        n = job["n"][0] if batch == 1 else job["n"][1]
+        imgs = images[:n]
+        emb.embed(imgs[: max(batch, 2)])  # warm-up (session init, allocations)
+        t0 = time.perf_counter()
+        emb.embed(imgs)
+        dt = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for s in range(0, len(imgs), batch):
+            to_model_input(imgs[s:s + batch], 224)
+        pre = time.perf_counter() - t0
+        out.append({"variant": variant, "device": device, "provider": emb.provider, "batch": batch, "n": len(imgs),
+                    "images_per_s": len(imgs) / dt, "ms_per_image": dt / len(imgs) * 1e3,
+                    "preprocess_share": pre / dt})
+    return {"cases": out, "peak_rss_mb": peak_rss_mb()}
+
+
+def _query_frames(files: list[Path], n: int, seed: int) -> list[tuple[str, float, np.ndarray]]:
+    """Frames at random times of the library's videos (mostly not keyframes), as a user's screenshot."""
+    from utils.video import frames_between, open_video, probe
+
+    rng = random.Random(seed)
+    out = []
+    tries = 0
+    while len(out) < n and tries < n * 4:
+        tries += 1
+        path = rng.choice(files)
+        with open_video(path) as c:
+            dur = probe(c, path).duration
+        if dur < 1.0:
+            continue
+        t = rng.uniform(0.2, dur - 0.5)
+        frames = frames_between(path, max(0.0, t - 0.3), t, 640)
+        if frames:
+            out.append((path.name, frames[-1][0], frames[-1][1]))
+    return out
+
+
+def w_e2e(job: dict[str, Any]) -> dict[str, Any]:
+    """Search on the real library (Lite): Searcher end to end (as configured, and with its optional expensive
+    steps off), its parts, and the accuracy check of a 256-d PCA projection."""
+    import dataclasses
+
+    import utils.search as search_mod
+    from utils.catalogue import open_catalogue
+    from utils.config import SearchConfig
+    from utils.embedder import Embedder
+    from utils.images import cut_borders
+    from utils.vectorstore import VectorStore
+
+    def views_of(rgb: np.ndarray) -> list[np.ndarray]:
+        qv = getattr(search_mod, "query_views", None)
+        if qv is not None:
+            return list(qv(rgb))
+        core = cut_borders(rgb)
+        return [core, np.ascontiguousarray(core[:, ::-1])]
+
+    data_dir = Path(job["data_dir"])
+    files = video_files(job)
+    queries = _query_frames(files, job["n_queries"], seed=7)
+    fields = {f.name: f.default for f in dataclasses.fields(SearchConfig)}
+    toggles = [t for t in ("refine", "verify") if fields.get(t) is True]
+    res: dict[str, Any] = {"n_queries": len(queries), "toggles": toggles}
+    cfg = make_cfg(data_dir)
+    on = [t for t in toggles if getattr(cfg.search, t)]
+    res["toggles_on_by_default"] = on
+    cfg_off = make_cfg(data_dir, **{f"P4V_SEARCH__{t.upper()}": "false" for t in toggles})
+    with open_catalogue(cfg) as cat, VectorStore(cfg) as store:
+        embedder = Embedder.from_config(cfg)
+        searcher = search_mod.Searcher(cfg, cat, store, embedder)
+        searcher_off = search_mod.Searcher(cfg_off, cat, store, embedder)
+        store.load()
+        searcher_off.search([("warm", queries[0][2])])  # first search: Lite index load, session warm-up
+        searcher.search([("warm", queries[0][2])])
+        t_views, t_embed, t_vec, t_off, t_def = [], [], [], [], []
+        top1_off = top1_def = 0
+        for name, _t, rgb in queries:
+            tv = time.perf_counter()
+            views = views_of(rgb)
+            t0 = time.perf_counter()
+            vecs = embedder.embed(views)
+            t1 = time.perf_counter()
+            store.search(vecs[:1], cfg.search.candidates)
+            t2 = time.perf_counter()
+            ans = searcher_off.search([(name, rgb)])
+            t3 = time.perf_counter()
+            t_views.append(t0 - tv)
+            t_embed.append(t1 - t0)
+            t_vec.append(t2 - t1)
+            t_off.append(t3 - t2)
+            if ans[0].results and Path(ans[0].results[0].video_path).name == name:
+                top1_off += 1
+        n_def = job["n_refine"] if on else 0
+        for name, _t, rgb in queries[:n_def]:
+            t0 = time.perf_counter()
+            ans = searcher.search([(name, rgb)])
+            t_def.append(time.perf_counter() - t0)
+            if ans[0].results and Path(ans[0].results[0].video_path).name == name:
+                top1_def += 1
+        res.update({
+            "query_views": lat_summary(t_views), "embed_2views": lat_summary(t_embed), "vector_nq1": lat_summary(t_vec),
+            "searcher_off": lat_summary(t_off), "searcher_default": lat_summary(t_def) if t_def else None,
+            "top1_video_off": top1_off / max(1, len(queries)),
+            "top1_video_default": top1_def / n_def if n_def else None,
+            "library_vectors": cat.count_keyframes(),
+        })
+        # accuracy of a 256-d PCA projection (fit on the library) against the 1280-d vectors, brute force
+        lib = np.load(job["capture_path"])
+        X, vids = lib["vectors"], lib["video_ids"]
+        video_names = {v.id: Path(v.path).name for v in cat.videos()}
+        Q = embedder.embed([views_of(rgb)[0] for _, _, rgb in queries])
+    names = [n for n, _, _ in queries]
+    mu, W = pca_fit(X, job["pca_dim"])
+
+    def top1_video(lib_x: np.ndarray, q: np.ndarray) -> float:
+        best = np.argmax(q @ lib_x.T, axis=1)
+        return float(np.mean([video_names.get(int(vids[b])) == n for b, n in zip(best, names)]))
+
+    res["pca"] = {"dim": int(W.shape[1]), "top1_video_1280": top1_video(X, Q),
+                  "top1_video_pca": top1_video(pca_apply(X, mu, W), pca_apply(Q, mu, W)),
+                  "explained_variance": float(pca_explained(X, mu, W)), "fit_on": int(len(X))}
+    res["peak_rss_mb"] = peak_rss_mb()
+    return res
+
+
+# ----------------------------------------------------------------------------------- synthetic vectors
+def pca_fit(X: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    mu = X.mean(axis=0)
+    _, _, vt = np.linalg.svd((X - mu).astype(np.float64), full_matrices=False)
+    dim = min(dim, vt.shape[0])
+    return mu.astype(np.float32), vt[:dim].T.astype(np.float32)
+
+
+def pca_apply(X: np.ndarray, mu: np.ndarray, W: np.ndarray) -> np.ndarray:
+    Y = (X - mu) @ W
+    return (Y / np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def pca_explained(X: np.ndarray, mu: np.ndarray, W: np.ndarray) -> float:
+    Xc = X - mu
+    return float(np.square(Xc @ W).sum() / np.square(Xc).sum())
+
+
+class Synth:
+    """Deterministic synthetic keyframe vectors: a real keyframe embedding plus isotropic noise, L2-normalised,
+    in 1280-d or projected to the PCA space of the real embeddings (the projection of the same 1280-d noise)."""
+
+    def __init__(self, real_path: str, dim: int, pca_dim: int, seed: int = 1):
+        X = np.load(real_path)["vectors"].astype(np.float32)
+        self.full_dim = X.shape[1]
+        self.dim = dim
+        self.seed = seed
+        if dim == self.full_dim:
+            self.base = X
+        else:
+            mu, W = pca_fit(X, pca_dim)
+            self.mu, self.W = mu, W
+            self.base = ((X - mu) @ W).astype(np.float32)  # not normalised: noise is added first, as in 1280-d
+            self.dim = W.shape[1]
+
+    def _make(self, rng: np.random.Generator, m: int, sigma: float) -> np.ndarray:
+        a = rng.integers(0, len(self.base), size=m)
+        noise = rng.standard_normal((m, self.dim), dtype=np.float32) * np.float32(sigma / np.sqrt(self.full_dim))
+        v = self.base[a] + noise
+        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return v
+
+    def chunk(self, start: int) -> np.ndarray:
+        """Rows [start, start + SYNTH_CHUNK) of the library (start a multiple of SYNTH_CHUNK)."""
+        return self._make(np.random.default_rng([self.seed, start]), SYNTH_CHUNK, SIGMA_LIB)
+
+    def rows(self, n: int, start: int = 0):
+        """(first id, vectors) chunks covering rows [start, n)."""
+        c0 = (start // SYNTH_CHUNK) * SYNTH_CHUNK
+        for c in range(c0, n, SYNTH_CHUNK):
+            v = self.chunk(c)
+            lo, hi = max(start, c) - c, min(n, c + SYNTH_CHUNK) - c
+            yield c + lo, v[lo:hi]
+
+    def queries(self, nq: int) -> np.ndarray:
+        return self._make(np.random.default_rng([self.seed, 999_999_999]), nq, SIGMA_QUERY)
+
+
+def ground_truth(syn: Synth, n: int, Q: np.ndarray, k: int = RECALL_K) -> np.ndarray:
+    """Exact top-k ids by cosine (inner product of unit vectors), chunk by chunk."""
+    best_s = np.full((len(Q), k), -np.inf, dtype=np.float32)
+    best_i = np.zeros((len(Q), k), dtype=np.int64)
+    for first, v in syn.rows(n):
+        s = Q @ v.T
+        ids = np.arange(first, first + len(v))
+        cs = np.concatenate([best_s, s], axis=1)
+        ci = np.concatenate([best_i, np.broadcast_to(ids, s.shape)], axis=1)
+        top = np.argpartition(-cs, k - 1, axis=1)[:, :k]
+        best_s = np.take_along_axis(cs, top, axis=1)
+        best_i = np.take_along_axis(ci, top, axis=1)
+    return best_i
+
+
+def w_groundtruth(job: dict[str, Any]) -> dict[str, Any]:
+    syn = Synth(job["real_path"], job["dim"], job["pca_dim"])
+    Q = syn.queries(job["nq"])
+    t0 = time.perf_counter()
+    gt = ground_truth(syn, job["n"], Q)
+    np.savez(job["gt_path"], queries=Q, gt=gt)
+    return {"wall_s": time.perf_counter() - t0}
+
+
+# ---------------------------------------------------------------------------------- vector store scale
+def _schema(dim: int):
+    from pymilvus import DataType, MilvusClient
+
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description="perf.py synthetic")
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("video_id", DataType.INT64)
+    schema.add_field("timestamp", DataType.FLOAT)
+    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
+    return schema
+
+
+def _store_cfg(job: dict[str, Any], index: str):
+    return make_cfg(Path(job["data_dir"]), P4V_MILVUS__URI=job["uri"], P4V_MILVUS__COLLECTION=job["collection"],
+                    P4V_MILVUS__INDEX_TYPE=index)
+
+
+def _insert(store: Any, syn: Synth, n: int, batch: int) -> float:
+    t0 = time.perf_counter()
+    for first, v in syn.rows(n):
+        for s in range(0, len(v), batch):
+            part = v[s:s + batch]
+            rows = [{"id": first + s + j, "video_id": (first + s + j) // 200, "timestamp": float((first + s + j) % 200),
+                     "embedding": vec} for j, vec in enumerate(part.tolist())]
+            store.client.insert(store.name, rows)
+    return time.perf_counter() - t0
+
+
+def _build_index(store: Any, index: str, n: int, server: bool, timeout_s: float) -> dict[str, float]:
+    """create_index (+ wait for the server's index nodes) + load; seconds of each."""
+    client, name = store.client, store.name
+    params = store._build_params()  # the project's own build parameters (M/efConstruction/nlist), Lite nesting
+    ip = client.prepare_index_params()
+    ip.add_index(field_name="embedding", index_name="embedding", index_type=index, metric_type=store.cfg.metric_type,
+                 params=params)
+    t0 = time.perf_counter()
+    client.create_index(name, ip)
+    if server:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            d = client.describe_index(name, "embedding")
+            if int(d.get("indexed_rows", 0)) >= n and int(d.get("pending_index_rows", 0)) == 0:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"index build not finished after {timeout_s:.0f} s: {d}")
+            time.sleep(0.5)
+    t1 = time.perf_counter()
+    client.load_collection(name)
+    store._loaded = True
+    return {"build_s": t1 - t0, "load_s": time.perf_counter() - t1}
+
+
+def _measure_search(store: Any, Q: np.ndarray, gt: np.ndarray, job: dict[str, Any], extra: dict[str, Any],
+                    proj: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+    """nq=1 latency, nq=32 throughput, recall@10 against the exact top-10, and the query embedding included."""
+    limit = SEARCH_LIMIT
+    nq1 = job["nq1"]
+    if job.get("server_pid"):
+        time.sleep(5)  # let the server settle after load (segment handoff, compaction) before timing
+    t_warm = time.perf_counter()
+    i = 0
+    while i < 10 or time.perf_counter() - t_warm < 2.0:  # warm-up: at least 10 queries and 2 s
+        store.search(Q[i % len(Q):i % len(Q) + 1], limit)
+        i += 1
+    lat, recall = [], []
+    for i in range(nq1):
+        q = Q[i % len(Q): i % len(Q) + 1]
+        t0 = time.perf_counter()
+        hits = store.search(q, limit)
+        lat.append(time.perf_counter() - t0)
+        if i < len(Q):
+            got = {h.id for h in hits[0][:RECALL_K]}
+            recall.append(len(got & set(int(x) for x in gt[i])) / RECALL_K)
+    out: dict[str, Any] = {"nq1": lat_summary(lat), "recall_at_10": float(np.mean(recall)) if recall else None}
+    batches = []
+    nb = job["batches"]
+    for b in range(nb):
+        s = (b * 32) % max(1, len(Q) - 32)
+        t0 = time.perf_counter()
+        store.search(Q[s:s + 32], limit)
+        batches.append(time.perf_counter() - t0)
+    out["nq32"] = lat_summary(batches)
+    out["nq32_qps"] = 32 * nb / sum(batches) if batches else 0.0
+    if extra.get("embedder") is not None:
+        from utils.search import query_views
+
+        emb, images = extra["embedder"], extra["images"]
+        e2e = []
+        for i in range(job["n_e2e"]):
+            rgb = images[i % len(images)]
+            t0 = time.perf_counter()
+            v = emb.embed(query_views(rgb))  # what Searcher embeds: the image and its mirror
+            if proj is not None:
+                v = pca_apply(v, *proj)
+            store.search(v, limit)
+            e2e.append(time.perf_counter() - t0)
+        out["with_embedding"] = lat_summary(e2e)
+    return out
+
+
+def w_store(job: dict[str, Any]) -> dict[str, Any]:
+    """One vector-store case: build (insert + index types in turn) and/or search, Lite or server."""
+    from utils.vectorstore import ModelInfo, VectorStore
+
+    server = "://" in job["uri"]
+    phases: dict[str, float] = {"imports": time.perf_counter() - T_START}
+    t_phase = time.perf_counter()
+    syn = Synth(job["real_path"], job["dim"], job["pca_dim"])
+    gt_file = np.load(job["gt_path"])
+    Q, gt = gt_file["queries"], gt_file["gt"]
+    extra: dict[str, Any] = {}
+    proj = None
+    if job.get("n_e2e"):
+        from utils.embedder import Embedder
+
+        cfg0 = make_cfg(Path(job["data_dir"]))
+        extra["embedder"] = Embedder.from_config(cfg0)
+        extra["images"] = _keyframe_images(Path(job["lib_dir"]), 20, seed=3)
+        if syn.dim != syn.full_dim:
+            proj = (syn.mu, syn.W)
+    results: dict[str, Any] = {"dim": syn.dim, "n": job["n"], "cases": [], "phases": phases}
+    first_index = job["indexes"][0]
+    store = VectorStore(_store_cfg(job, first_index))
+    phases["setup"] = time.perf_counter() - t_phase
+    try:
+        if job["build"]:
+            if store.exists():
+                store.drop()
+            store.client.create_collection(store.name, schema=_schema(syn.dim),
+                                           properties=ModelInfo("synthetic", "0" * 64, syn.dim).props())
+            results["insert_s"] = _insert(store, syn, job["n"], job["insert_batch"])
+            t0 = time.perf_counter()
+            store.flush()
+            results["flush_s"] = time.perf_counter() - t0
+            results["insert_rate"] = job["n"] / (results["insert_s"] + results["flush_s"])
+        for k, index in enumerate(job["indexes"]):
+            case: dict[str, Any] = {"index": index}
+            store.cfg.index_type = index
+            if job["build"]:
+                if k > 0:
+                    store.client.release_collection(store.name)
+                    store.client.drop_index(store.name, "embedding")
+                try:
+                    case.update(_build_index(store, index, job["n"], server, job.get("index_timeout_s", 3600)))
+                except Exception as exc:  # noqa: BLE001 - a failed index type is a table row, not a crash
+                    case["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                    results["cases"].append(case)
+                    continue
+                case["build_rate"] = job["n"] / case["build_s"] if case["build_s"] > 0 else None
+            if job["search"]:
+                if not job["build"]:
+                    t0 = time.perf_counter()
+                    store.load()
+                    case["load_s"] = time.perf_counter() - t0
+                t_phase = time.perf_counter()
+                case.update(_measure_search(store, Q, gt, job, extra, proj))
+                phases[f"search_{index}"] = time.perf_counter() - t_phase
+                if job.get("server_pid"):
+                    case["server_mem_mb"] = proc_mem_mb(int(job["server_pid"]))
+            results["cases"].append(case)
+        if job.get("drop_after"):
+            t_phase = time.perf_counter()
+            store.drop()
+            phases["drop"] = time.perf_counter() - t_phase
+    finally:
+        store.close()
+    results["peak_rss_mb"] = peak_rss_mb()
+    if job.get("server_pid"):
+        results["server_mem_mb"] = proc_mem_mb(int(job["server_pid"]))
+    return results
+
+
+WORKERS = {"decode": w_decode, "extract": w_extract, "ingest": w_ingest, "embed": w_embed, "e2e": w_e2e,
+           "groundtruth": w_groundtruth, "store": w_store}
+
+
+def main() -> int:
+    job = json.loads(Path(sys.argv[1]).read_text())
+    try:
+        result = WORKERS[job["worker"]](job)
+        result["ok"] = True
+    except BaseException as exc:  # noqa: BLE001 - the parent reports it
+        traceback.print_exc()
+        result = {"ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
+                  "peak_rss_mb": peak_rss_mb()}
+    Path(job["result_path"]).write_text(json.dumps(result, default=float))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
