@@ -24,7 +24,6 @@ from utils.catalogue import open_catalogue
 from utils.embed_job import embed_library
 from utils.embedder import Embedder
 from utils.errors import VideoError
-from utils.images import cut_borders
 from utils.ingest import ingest
 from utils.retrieval import CopyDetector, FrameHit, find_segments
 from utils.vectorstore import VectorStore

@@ -41,7 +41,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 MODEL_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(MODEL_DIR.parent))  # code/, for the one preprocessing shared with the runtime
-from utils.embedder import file_sha256  # noqa: E402
+from utils.hashing import file_sha256  # noqa: E402
 from utils.preprocess import MEAN, STD, to_model_input  # noqa: E402
 
 MODEL_NAME = "efficientnet_lite0"

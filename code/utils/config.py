@@ -123,14 +123,6 @@ class RetrievalConfig:
     verify: bool = True  # check the aligned frames region by region (same scene, other content)
     verify_pairs: int = 8  # aligned frame pairs checked per match
 
-    def __post_init__(self) -> None:
-        for name in ("offset_tolerance", "query_max_gap", "max_gap"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"retrieval.{name} must be > 0")
-        for name in ("per_frame_k", "min_frames", "max_peaks", "max_matches", "verify_pairs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"retrieval.{name} must be >= 1")
-
 
 @dataclass
 class Config:
@@ -304,6 +296,10 @@ def _validate(cfg: Config) -> None:
         (cfg.model.batch_size >= 1, "model.batch_size must be >= 1"),
         (cfg.milvus.metric_type in ("COSINE", "IP"), "milvus.metric_type must be COSINE or IP"),
         (cfg.search.top_k >= 1, "search.top_k must be >= 1"),
+        *((getattr(cfg.retrieval, n) > 0, f"retrieval.{n} must be > 0")
+          for n in ("offset_tolerance", "query_max_gap", "max_gap")),
+        *((getattr(cfg.retrieval, n) >= 1, f"retrieval.{n} must be >= 1")
+          for n in ("per_frame_k", "min_frames", "max_peaks", "max_matches", "verify_pairs")),
     ]
     for ok, message in checks:
         if not ok:

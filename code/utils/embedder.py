@@ -12,7 +12,6 @@ cosine of about 0.98 to the float one; on a GPU the float model is the fast and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import ModelError
+from .hashing import file_sha256
 from .preprocess import to_model_input
 
 if TYPE_CHECKING:
@@ -32,15 +32,6 @@ log = logging.getLogger(__name__)
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 METADATA_FILE = "model.json"
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Entry(NamedTuple):

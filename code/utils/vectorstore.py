@@ -219,11 +219,6 @@ class VectorStore:
             chunk = ", ".join(str(int(i)) for i in ids[start:start + 4096])
             self._call(self.client.delete, self.name, filter=f"id in [{chunk}]")
 
-    def count(self) -> int:
-        if not self.exists():
-            return 0
-        return len(self.ids())
-
     def close(self) -> None:
         try:
             self.client.close()

@@ -7,7 +7,6 @@ what is wrong with which file, never a raw FFmpeg traceback.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +15,7 @@ import av
 import numpy as np
 
 from .errors import VideoError
+from .hashing import file_sha256
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .ts .m2ts .mts .mpg .mpeg .flv .wmv .3gp .ogv .vob .mxf".split()
@@ -36,16 +36,12 @@ class VideoInfo:
     time_base: Fraction
 
 
-def content_hash(path: Path, chunk: int = 1 << 20) -> str:
+def content_hash(path: Path) -> str:
     """SHA-256 of the file's bytes: the identity of a video's content, whatever its path."""
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
+        return file_sha256(path)
     except OSError as exc:
         raise VideoError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    return h.hexdigest()
 
 
 def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
