@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -453,12 +454,28 @@ def _keyframe(r: Sequence[Any]) -> KeyframeRow:
                        id=int(r[0]), video_id=int(r[1]), embedded=bool(r[8]))
 
 
+def _wal(conn: sqlite3.Connection, wait_s: float = 60.0) -> None:
+    """Switch a new database to WAL (readers never block the writer). WAL is stored in the file, so
+    this is a no-op after the first run; the switch itself needs the database to itself and SQLite
+    does not wait for that, so two processes creating one library at once retry here."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _open_sqlite(path: Path) -> Catalogue:
     def connect() -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), timeout=60)
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
