@@ -762,7 +762,7 @@ def w_store(job: dict[str, Any]) -> dict[str, Any]:
             results["insert_rate"] = job["n"] / (results["insert_s"] + results["flush_s"])
         for k, index in enumerate(job["indexes"]):
             case: dict[str, Any] = {"index": index}
-            store.cfg.index_type = index
+            store.index_type = index
             if job["build"]:
                 if k > 0:
                     store.client.release_collection(store.name)

@@ -84,7 +84,7 @@ class MilvusConfig:
     token_env: str = "P4V_MILVUS_TOKEN"
     user_env: str = "P4V_MILVUS_USER"
     password_env: str = "P4V_MILVUS_PASSWORD"
-    index_type: str = "HNSW"
+    index_type: str = "auto"  # auto: FLAT on Milvus Lite (exact), HNSW on a server
     metric_type: str = "COSINE"
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -22,6 +23,7 @@ from .errors import VectorStoreError
 log = logging.getLogger(__name__)
 
 MODEL_PROPS = ("p4v.model", "p4v.model_sha256", "p4v.dim")
+_DESCRIPTION = "Picture4Video keyframe embeddings: "
 _SCALARS = ["video_id", "timestamp"]
 
 
@@ -50,6 +52,20 @@ def _quiet_milvus_logs() -> None:
     ERROR per create_index); our VectorStoreError already says what went wrong, in one line."""
     for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.decorators", "milvus_lite", "grpc._server"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    # Milvus Lite 2.5 imports pkg_resources (kept by setuptools<81); its deprecation notice is not the user's business
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
+
+def _props_from_description(description: str) -> dict[str, str]:
+    """The model properties as written into the collection description: Milvus Lite 2.5 drops
+    collection properties, so the description (which Attu shows too) carries them as well."""
+    if not description.startswith(_DESCRIPTION):
+        return {}
+    try:
+        props = json.loads(description[len(_DESCRIPTION):])
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in props.items()} if isinstance(props, dict) else {}
 
 
 class VectorStore:
@@ -64,6 +80,9 @@ class VectorStore:
         self.uri = cfg.milvus_uri
         self.name = self.cfg.collection
         self.lite = "://" not in self.uri
+        self.index_type = self.cfg.index_type
+        if self.index_type == "auto":  # Lite 2.5 builds only FLAT/IVF_FLAT, and its IVF ignores nprobe
+            self.index_type = "FLAT" if self.lite else "HNSW"
         try:
             if self.lite:
                 cfg.data_path.mkdir(parents=True, exist_ok=True)
@@ -96,7 +115,8 @@ class VectorStore:
         """The model recorded with the collection, or None when there is no collection."""
         if not self.exists():
             return None
-        props = self._call(self.client.describe_collection, self.name).get("properties") or {}
+        desc = self._call(self.client.describe_collection, self.name)
+        props = desc.get("properties") or _props_from_description(desc.get("description") or "")
         if not all(k in props for k in MODEL_PROPS):
             raise VectorStoreError(f"collection '{self.name}' at {self.uri} was not made by Picture4Video "
                                    "(no model properties); choose another milvus.collection")
@@ -127,23 +147,23 @@ class VectorStore:
 
         schema = MilvusClient.create_schema(
             auto_id=False, enable_dynamic_field=False,
-            description=f"Picture4Video keyframe embeddings: {json.dumps(model.props())}")
+            description=f"{_DESCRIPTION}{json.dumps(model.props())}")
         schema.add_field("id", DataType.INT64, is_primary=True, description="keyframe id (catalogue keyframes.id)")
         schema.add_field("video_id", DataType.INT64, description="video id (catalogue videos.id)")
         schema.add_field("timestamp", DataType.FLOAT, description="keyframe time in the video, seconds")
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=model.dim,
                          description=f"L2-normalised {model.name} image embedding")
         index = self.client.prepare_index_params()
-        index.add_index(field_name="embedding", index_name="embedding", index_type=self.cfg.index_type,
+        index.add_index(field_name="embedding", index_name="embedding", index_type=self.index_type,
                         metric_type=self.cfg.metric_type, params=self._build_params())
         self._call(self.client.create_collection, self.name, schema=schema, index_params=index,
                    properties=model.props())
         self._call(self.client.load_collection, self.name)
 
     def _build_params(self) -> dict[str, Any]:
-        if self.cfg.index_type.startswith("HNSW"):
+        if self.index_type.startswith("HNSW"):
             built = {"M": self.cfg.hnsw_m, "efConstruction": self.cfg.hnsw_ef_construction}
-        elif self.cfg.index_type.startswith("IVF"):
+        elif self.index_type.startswith("IVF"):
             built = {"nlist": 1024}
         else:
             built = {}
