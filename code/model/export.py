@@ -247,6 +247,10 @@ def write_model_json(fp32_path: Path, int8_path: Path, calibration: int, checks:
         "checks": checks,
     }
     path = MODEL_DIR / "model.json"
+    if path.is_file():  # the PCA entry written by fit_projection.py: re-fit it if the features changed
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        if "projection" in previous:
+            meta["projection"] = previous["projection"]
     path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return path
 

@@ -75,6 +75,7 @@ class ModelConfig:
     variant: str = "auto"  # auto (int8 on CPU, fp32 on GPU) | int8 | fp32
     batch_size: int = 32
     threads: int = 0  # onnxruntime intra-op threads, 0 = all cores
+    projection: str = "code/model/efficientnet_lite0_pca256.npz"  # PCA after the model; "" = raw 1280-d
 
 
 @dataclass

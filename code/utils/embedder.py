@@ -12,6 +12,7 @@ cosine of about 0.98 to the float one; on a GPU the float model is the fast and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -59,6 +60,37 @@ def _metadata(path: Path) -> _Entry:
     raise ModelError(f"{meta_path} has no entry for {path.name}")
 
 
+class Projection(NamedTuple):
+    """A linear map applied after the model (PCA to fewer dimensions), checked like the model file."""
+
+    name: str  # e.g. pca256
+    sha256: str
+    mean: np.ndarray  # (input_dim,)
+    components: np.ndarray  # (input_dim, dim)
+
+    @classmethod
+    def load(cls, path: Path) -> Projection:
+        """Load ``path`` after checking its sha256 against the ``projection`` entry of ``model.json``."""
+        if not path.is_file():
+            raise ModelError(f"projection file not found: {path} (run code/model/fit_projection.py "
+                             "or set model.projection to '' for raw vectors)")
+        meta_path = path.parent / METADATA_FILE
+        try:
+            entry = json.loads(meta_path.read_text(encoding="utf-8"))["projection"]
+            listed, expected, name = entry["file"], str(entry["sha256"]).lower(), f"{entry['kind']}{int(entry['dim'])}"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"cannot read the projection entry of {meta_path}: {exc!r}") from exc
+        if listed != path.name:
+            raise ModelError(f"{meta_path} describes projection {listed}, not {path.name}")
+        sha = file_sha256(path)
+        if sha != expected:
+            raise ModelError(f"{path.name}: sha256 {sha[:12]}... differs from model.json's {expected[:12]}... "
+                             "(re-fit it with code/model/fit_projection.py or restore it)")
+        with np.load(path) as data:
+            mean, components = data["mean"].astype(np.float32), data["components"].astype(np.float32)
+        return cls(name, sha, mean, components)
+
+
 def _providers(device: str) -> list[str]:
     """Execution providers to ask for; CUDA first with CPU behind it for ops CUDA lacks."""
     available = ort.get_available_providers()
@@ -82,12 +114,14 @@ class Embedder:
     """
 
     def __init__(self, model_path: Path, device: str = "auto", batch_size: int = 32, threads: int = 0,
-                 expected_sha256: str | None = None) -> None:
-        """Verify and load ``model_path``.
+                 expected_sha256: str | None = None, projection: Path | None = None) -> None:
+        """Verify and load ``model_path`` (and the ``projection`` applied after it, if any).
 
         ``expected_sha256`` overrides the hash in ``model.json``, e.g. to insist on the model an
         existing index was built with. ``threads`` = 0 lets onnxruntime use every core.
-        Raises :class:`ModelError` if the file is missing, its hash differs, or the device is unusable.
+        ``name``, ``sha256`` and ``dim`` then describe the vectors as stored: with a projection the
+        name gets its suffix (``-pca256``) and the sha256 covers both files.
+        Raises :class:`ModelError` if a file is missing, its hash differs, or the device is unusable.
         """
         self.path = Path(model_path)
         if not self.path.is_file():
@@ -101,8 +135,17 @@ class Embedder:
         if self.sha256 != expected:
             raise ModelError(f"{self.path.name}: sha256 {self.sha256[:12]}... differs from the expected "
                              f"{expected[:12]}... (a modified or different model; re-export or restore it)")
+        self.file_sha256 = self.sha256
         self.name = entry.name
-        self.dim = entry.dim
+        self.raw_dim = self.dim = entry.dim
+        self.projection = Projection.load(Path(projection)) if projection else None
+        if self.projection is not None:
+            if self.projection.mean.shape != (entry.dim,):
+                raise ModelError(f"projection {self.projection.name} expects {self.projection.mean.shape[0]}-d "
+                                 f"features, {self.path.name} gives {entry.dim}-d")
+            self.name = f"{entry.name}-{self.projection.name}"
+            self.sha256 = hashlib.sha256(f"{self.sha256}:{self.projection.sha256}".encode()).hexdigest()
+            self.dim = int(self.projection.components.shape[1])
         self.batch_size = batch_size
         self._input, self._output, self._size = entry.input, entry.output, entry.size
 
@@ -131,7 +174,8 @@ class Embedder:
         m = cfg.model
         if m.variant not in ("auto", "int8", "fp32"):
             raise ModelError(f"unknown model variant {m.variant!r} (use auto, int8 or fp32)")
-        kwargs = {"batch_size": m.batch_size, "threads": m.threads}
+        kwargs = {"batch_size": m.batch_size, "threads": m.threads,
+                  "projection": cfg.resolve(m.projection) if m.projection else None}
         cpu_path, gpu_path = cfg.resolve(m.cpu_path), cfg.resolve(m.gpu_path)
         if m.variant != "auto":
             return cls(gpu_path if m.variant == "fp32" else cpu_path, device=m.device, **kwargs)
@@ -144,14 +188,21 @@ class Embedder:
         return cls(cpu_path, device="cpu", **kwargs)
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """(n, dim) float32 L2-normalised rows for HxWx3 uint8 RGB images, run batch_size at a time.
+        """(n, dim) float32 L2-normalised rows for HxWx3 uint8 RGB images, run batch_size at a time:
+        the model's features, projected when a projection is configured."""
+        out = self.embed_raw(images)
+        if self.projection is not None:
+            out = (out - self.projection.mean) @ self.projection.components
+            _normalise(out)
+        return out
+
+    def embed_raw(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, raw_dim) L2-normalised model features, before any projection (what a projection is fitted on).
 
         Only ``embedding`` is fetched; onnxruntime still runs the 1000-class head, which costs
         about 0.3 % of the network, so one file serves both embedding and the classification check.
         """
-        out = self._run(self._output, self.dim, images)
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+        return _normalise(self._run(self._output, self.raw_dim, images))
 
     def classify(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(n, 1000) ImageNet logits: a sanity check that the weights see pictures, not used for search."""
@@ -167,3 +218,9 @@ class Embedder:
             batch = to_model_input(images[start:start + self.batch_size], self._size)
             out[start:start + len(batch)] = self._session.run([output], {self._input: batch})[0]
         return out
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    """Scale rows to unit length in place (cosine = dot product); returns ``x``."""
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x
