@@ -103,7 +103,7 @@ class SearchConfig:
     verify: bool = True  # query windows + ORB/RANSAC verification of the best candidates
     verify_candidates: int = 10  # keyframes verified per query (besides the leading video's own)
     verify_min_inliers: int = 15  # geometric inliers that confirm a keyframe
-    refine: bool = True  # decode around the best answer's keyframe for the query's exact moment
+    refine: bool = False  # decode around the best answer's keyframe for its exact frame (slower)
     max_image_pixels: int = 50_000_000
     max_image_bytes: int = 50_000_000
     same_threshold: float = 0.8  # Similarity.py: at or above = same scene

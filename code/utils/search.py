@@ -5,12 +5,15 @@ Steps per query:
    (four corners and the centre, for picture-in-picture and player screenshots);
 2. fetch the nearest keyframes: many for the image and mirror, a few for each window;
 3. verify the strongest candidates geometrically (ORB + RANSAC, utils.verify) against the stored
-   keyframe images: verification picks the video and the exact keyframe (the moment) among
-   look-alikes, and lets a window's score count only when the geometry confirms it, so windows
-   never turn an unrelated picture into a match;
+   keyframe images: verification picks the video, lets a window's score count only when the
+   geometry confirms it (windows never turn an unrelated picture into a match), and the query laid
+   onto each well-aligned keyframe picks the moment among look-alikes (a static shot) and scores
+   the answer by how well the pixels agree: heavy edits keep that high, the same room with other
+   content in it does not;
 4. group by video (one answer per video) with the span of its neighbouring strong hits as
    ``from``/``to`` (as trace.moe does);
-5. refine the first answer's moment between keyframes by decoding the half second around it.
+5. optionally (``search.refine``) refine the first answer's moment between keyframes by decoding
+   the half second around it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .embedder import Embedder
 from .errors import InputError
 from .images import cut_borders, read_image
 from .vectorstore import Hit, ModelInfo, VectorStore
-from .verify import Features, features, inliers, keyframe_features
+from .verify import NO_ALIGNMENT, Alignment, Features, align, aligned_similarity, features, keyframe_features
 from .video import VIDEO_EXTENSIONS, frames_between
 
 SPAN_SCORE_DROP = 0.05  # hits this close to the best score count towards the matching span
@@ -36,6 +39,8 @@ WINDOW_HITS = 10  # keyframes fetched per window view
 REFINE_FRAMES = 8  # frames embedded when refining a moment
 REFINE_MIN_GAP = 0.3  # keyframes closer than this on both sides already give the moment
 BEST_VIDEO_CANDIDATES = 8  # keyframes of the leading video always verified (to pick its moment)
+MOMENT_INLIER_SHARE = 0.5  # keyframes aligned with at least this share of the best's inliers compete for the moment
+ORIENTATION_MARGIN = 0.03  # a mirrored view scoring within this of the other is verified too
 
 
 @dataclass
@@ -97,12 +102,28 @@ def windows(core: np.ndarray) -> list[np.ndarray]:
 
 @dataclass
 class _Candidate:
-    """One keyframe seen for a query: its best whole-picture score, best score over all views, inliers."""
+    """One keyframe seen for a query: its best whole-picture score (as is / mirrored), best score over
+    all views, inliers."""
 
     hit: Hit
     base: float = -1.0
     any_view: float = -1.0
-    inliers: int = 0
+    by_view: list[float] = field(default_factory=lambda: [-1.0, -1.0])
+    alignment: Alignment = NO_ALIGNMENT
+    view: int = 0  # the query view (0 as is, 1 mirrored) the alignment is of
+    keyframe: Features | None = None
+    pixels: float = -1.0  # agreement of the aligned pixels (utils.verify.aligned_similarity), once computed
+
+    @property
+    def inliers(self) -> int:
+        return self.alignment.inliers
+
+    def orientations(self) -> list[int]:
+        """The query views (0 as is, 1 mirrored) worth verifying against this keyframe: the one that
+        found it, both when they score alike or only a window found it. Halves the ORB work."""
+        if self.base < 0:
+            return [0, 1]
+        return [v for v in (0, 1) if self.by_view[v] >= self.base - ORIENTATION_MARGIN]
 
 
 class Searcher:
@@ -133,9 +154,8 @@ class Searcher:
             vecs = vectors[pos:pos + n]
             pos += n
             cands = self._candidates(vecs)
-            if verify:
-                self._verify(cands, [features(v) for v in views])
-            matches = self._rank(cands, top_k, threshold)
+            query_feats = self._verify(cands, views) if verify else {}
+            matches = self._rank(cands, top_k, threshold, query_feats)
             if matches and self.cfg.search.refine:
                 self._refine(matches[0], vecs[:2])
             answers.append(Answer(name, matches))
@@ -152,10 +172,13 @@ class Searcher:
                 c.any_view = max(c.any_view, h.score)
                 if view < 2:
                     c.base = max(c.base, h.score)
+                    c.by_view[view] = max(c.by_view[view], h.score)
         return cands
 
-    def _verify(self, cands: dict[int, _Candidate], query_feats: list[Features]) -> None:
-        """Count geometric inliers for the strongest candidates and the leading video's keyframes."""
+    def _verify(self, cands: dict[int, _Candidate], views: list[np.ndarray]) -> dict[int, Features]:
+        """Align the strongest candidates and the leading video's keyframes with the query (ORB + RANSAC);
+        returns the query features per view, for :meth:`_moment`."""
+        query_feats: dict[int, Features] = {}
         by_any = sorted(cands.values(), key=lambda c: -c.any_view)[: self.cfg.search.verify_candidates]
         lead = max(cands.values(), key=lambda c: c.base).hit.video_id
         of_lead = sorted((c for c in cands.values() if c.hit.video_id == lead), key=lambda c: -c.base)
@@ -163,10 +186,17 @@ class Searcher:
         rows = self.cat.keyframes_by_id(list(chosen))
         for kid, c in chosen.items():
             if kid in rows:
-                kf = keyframe_features(str(self.cfg.data_path / rows[kid].image_path))
-                c.inliers = max(inliers(q, kf) for q in query_feats)
+                c.keyframe = keyframe_features(str(self.cfg.data_path / rows[kid].image_path))
+                for v in c.orientations():
+                    if v not in query_feats:
+                        query_feats[v] = features(views[v])
+                    found = align(query_feats[v], c.keyframe)
+                    if found.inliers > c.inliers:
+                        c.alignment, c.view = found, v
+        return query_feats
 
-    def _rank(self, cands: dict[int, _Candidate], top_k: int, threshold: float) -> list[Match]:
+    def _rank(self, cands: dict[int, _Candidate], top_k: int, threshold: float,
+              query_feats: dict[int, Features]) -> list[Match]:
         """One answer per video: geometrically verified videos first, then by whole-picture score."""
         min_inliers = self.cfg.search.verify_min_inliers
         by_video: dict[int, list[_Candidate]] = {}
@@ -174,11 +204,13 @@ class Searcher:
             by_video.setdefault(c.hit.video_id, []).append(c)
         scored = []
         for video_id, cs in by_video.items():
-            most = max(c.inliers for c in cs)
-            # keyframes nearly as well verified (a static shot) are told apart by the embedding
-            verified = max((c for c in cs if c.inliers >= 0.8 * most), key=lambda c: c.any_view)
+            verified = self._moment(cs, query_feats)
             if verified.inliers >= min_inliers:
-                scored.append(((1, verified.inliers), max(verified.any_view, max(c.base for c in cs)), verified, cs))
+                # the score of a verified answer: the embedding's, or how well the aligned pixels agree when
+                # higher (heavy edits lower the first, not the second; the same room with other content
+                # in it lowers the second)
+                score = max(verified.any_view, max(c.base for c in cs), verified.pixels)
+                scored.append(((1, max(c.inliers for c in cs)), score, verified, cs))
             else:
                 best = max(cs, key=lambda c: c.base)
                 scored.append(((0, best.base), best.base, best, cs))
@@ -197,6 +229,20 @@ class Searcher:
             matches.append(Match(video.id, video.path, top.hit.timestamp, lo, hi, score, top.hit.id,
                                  str(self.cfg.data_path / rows[top.hit.id].image_path)))
         return matches
+
+    def _moment(self, cs: list[_Candidate], query_feats: dict[int, Features]) -> _Candidate:
+        """The keyframe of one video that shows the query's moment.
+
+        The best-aligned keyframe, except in a static shot, where several keyframes align about as
+        well (the same background keypoints): there the query laid onto each of them decides, pixel
+        by pixel (:func:`~utils.verify.aligned_similarity`), and the embedding breaks what ties remain."""
+        most = max(c.inliers for c in cs)
+        if most < self.cfg.search.verify_min_inliers:
+            return max(cs, key=lambda c: (c.inliers, c.any_view))
+        alike = [c for c in cs if c.inliers >= MOMENT_INLIER_SHARE * most and c.keyframe is not None]
+        for c in alike:
+            c.pixels = aligned_similarity(query_feats[c.view], c.keyframe, c.alignment)
+        return max(alike, key=lambda c: (c.pixels, c.any_view))
 
     def _refine(self, match: Match, query_vecs: np.ndarray) -> None:
         """Move the best answer from its keyframe's time to the query's own moment.

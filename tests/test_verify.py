@@ -1,0 +1,75 @@
+"""Geometric verification and the aligned pixel comparison, on real frames of the shared clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from utils.verify import Features, align, aligned_similarity, features, keyframe_features
+
+
+def frame_at(path: Path, t: float) -> np.ndarray:
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if frame.time is not None and frame.time >= t:
+                return frame.to_ndarray(format="rgb24")
+    raise AssertionError(f"{path.name}: no frame at {t} s")
+
+
+@pytest.fixture(scope="module")
+def as_keyframe(tmp_path_factory: pytest.TempPathFactory):
+    """What Search compares a query with: a stored keyframe JPEG (480 px long side), read as Search reads it."""
+    folder = tmp_path_factory.mktemp("keyframes")
+
+    def store(rgb: np.ndarray) -> Features:
+        h, w = rgb.shape[:2]
+        small = cv2.resize(rgb, (480, round(480 * h / w)), interpolation=cv2.INTER_AREA)
+        path = folder / f"{len(list(folder.iterdir()))}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        return keyframe_features(str(path))
+    return store
+
+
+def edited(rgb: np.ndarray) -> np.ndarray:
+    """A 70 % crop, brighter and less contrasted, with a subtitle box (60 % of the width): a typical screenshot."""
+    h, w = rgb.shape[:2]
+    out = rgb[int(h * 0.1):int(h * 0.8), int(w * 0.2):int(w * 0.9)].astype(np.float32) * 0.8 + 40
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    h, w = out.shape[:2]
+    cv2.rectangle(out, (w // 5, h - 40), (w - w // 5, h - 12), (0, 0, 0), -1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def rabbit(videos: Path) -> np.ndarray:
+    return frame_at(videos / "mdn_rabbit_480p_h264.mp4", 3.0)
+
+
+def test_edited_copy_aligns_and_its_pixels_agree(rabbit: np.ndarray, as_keyframe) -> None:
+    query = features(edited(rabbit))
+    kf = as_keyframe(rabbit)
+    found = align(query, kf)
+    assert found.inliers >= 15 and found.transform is not None
+    assert aligned_similarity(query, kf, found) > 0.9
+
+
+def test_same_table_other_toy_scores_lower(videos: Path, rabbit: np.ndarray, as_keyframe) -> None:
+    """mdn_pig and mdn_rabbit are shot on the same table: the background aligns, the toy does not."""
+    pig = features(frame_at(videos / "mdn_pig_480p_h264.mp4", 3.0))
+    kf = as_keyframe(rabbit)
+    assert align(pig, kf).inliers >= 15  # the table and the wall: geometry alone would call it a match
+    found = align(pig, kf)
+    same = aligned_similarity(features(rabbit), kf, align(features(rabbit), kf))
+    other = aligned_similarity(pig, kf, found)
+    assert other < 0.8 < same
+
+
+def test_unrelated_pictures_do_not_align(videos: Path, rabbit: np.ndarray, as_keyframe) -> None:
+    kf = as_keyframe(rabbit)
+    found = align(features(frame_at(videos / "sintel_trailer_480p_h264.mp4", 20.0)), kf)
+    assert found.inliers == 0 and found.transform is None
+    assert aligned_similarity(features(rabbit), kf, found) == -1.0
