@@ -482,8 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path, default=None, help="library data dir (default: a temp dir, removed after)")
     ap.add_argument("--no-phash", action="store_true", help="skip the pHash peer")
     ap.add_argument("--dump", type=Path, default=None, help="also write every query's truth and answers as JSON")
-    ap.add_argument("--no-verify", action="store_true",
-                    help="search without query windows and ORB verification (search.verify off)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a config.yaml setting for this run, e.g. search.verify=false (repeatable)")
     args = ap.parse_args(argv)
     edits = [e.strip() for e in args.edits.split(",") if e.strip()]
     unknown = [e for e in edits if e not in EDITS]
@@ -512,6 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(tmp.name) if tmp else args.data_dir
     env = {k: v for k, v in os.environ.items() if not k.startswith("P4V_")}
     env.update({"P4V_DATA_DIR": str(data_dir / "data"), "P4V_CATALOGUE__BACKEND": "sqlite", "P4V_MILVUS__URI": "milvus.db"})
+    for setting in args.set:  # the config's own environment overrides: P4V_<SECTION>__<KEY>
+        key, sep, value = setting.partition("=")
+        if not sep or "." not in key:
+            ap.error(f"--set {setting}: expected SECTION.KEY=VALUE")
+        env["P4V_" + key.replace(".", "__").upper()] = value
     cfg = load_config(ROOT / "config.yaml", environ=env)
 
     log(f"library: {len(library)} videos -> {cfg.data_path}")
@@ -546,7 +551,6 @@ def main(argv: list[str] | None = None) -> int:
         embedder = Embedder.from_config(cfg)
         ours_answers: list[list[Guess]] = []
         ours_ms: list[float] = []  # one query image, embedding and verification included
-        cfg.search.verify = not args.no_verify
         with VectorStore(cfg) as store:
             searcher = Searcher(cfg, cat, store, embedder)
             searcher.search([("warm-up", queries[0].image)], top_k=5, threshold=-1.0)
