@@ -48,7 +48,7 @@ def peak_rss_mb() -> float:
 
 
 def proc_mem_mb(pid: int) -> dict[str, float]:
-    """VmRSS / VmHWM of another process (the Milvus server), in MB."""
+    """VmRSS / VmHWM of another process (the Milvus server, Milvus Lite's engine), in MB."""
     out: dict[str, float] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -58,6 +58,23 @@ def proc_mem_mb(pid: int) -> dict[str, float]:
     except OSError:
         pass
     return out
+
+
+def lite_engine_mb() -> float:
+    """Peak RSS (VmHWM, MB) of Milvus Lite's engine: Lite 2.5 runs Milvus as a ``milvus`` child process of
+    this one (started by pymilvus on the first MilvusClient, stopped at exit), so the Python figure misses it.
+    Summed over the live children (one per open Lite database)."""
+    me = str(os.getpid())
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        comm, _, rest = text[text.find("(") + 1:].rpartition(")")
+        if comm == "milvus" and rest.split()[1:2] == [me]:  # after "(comm)": state, ppid, ...
+            total += proc_mem_mb(int(stat.parent.name)).get("VmHWM", 0.0)
+    return total
 
 
 def pct(values: list[float], q: float) -> float:
@@ -378,8 +395,11 @@ def w_ingest(job: dict[str, Any]) -> dict[str, Any]:
     s = summary.as_dict()
     s.pop("files", None)
     failed = [r.path + ": " + r.message for r in summary.results if r.status == "failed"]
+    dim = None
     if job.get("capture") and capture["vectors"]:
-        np.savez(job["capture_path"], vectors=np.concatenate(capture["vectors"]), ids=np.asarray(capture["ids"]),
+        vectors = np.concatenate(capture["vectors"])
+        dim = int(vectors.shape[1])
+        np.savez(job["capture_path"], vectors=vectors, ids=np.asarray(capture["ids"]),
                  video_ids=np.asarray(capture["video_ids"]), timestamps=np.asarray(capture["timestamps"]))
     return {
         "wall_s": wall, "ingest_s": t1 - t0, "embed_s": t2 - t1, "startup_s": st.t["startup"], "embed": job.get("embed"),
@@ -389,6 +409,7 @@ def w_ingest(job: dict[str, Any]) -> dict[str, Any]:
         "keyframes_per_s": summary.keyframes / wall if wall else 0.0,
         "summary": s, "failed": failed, "stages": stage_table(st, wall), "missing_hooks": st.missing,
         "raw_stage_s": dict(st.t), "sink_commit_s": st.t.get("sink_commit", 0.0), "peak_rss_mb": peak_rss_mb(),
+        "lite_engine_mb": lite_engine_mb(), "vector_dim": dim,
     }
 
 
@@ -458,7 +479,7 @@ def _query_frames(files: list[Path], n: int, seed: int) -> list[tuple[str, float
 
 def w_e2e(job: dict[str, Any]) -> dict[str, Any]:
     """Search on the real library (Lite): Searcher end to end (as configured, and with its optional expensive
-    steps off), its parts, and the accuracy check of a 256-d PCA projection."""
+    steps off), its parts, and the accuracy of the product's projected vectors against the raw model features."""
     import dataclasses
 
     import utils.search as search_mod
@@ -522,65 +543,61 @@ def w_e2e(job: dict[str, Any]) -> dict[str, Any]:
             "searcher_off": lat_summary(t_off), "searcher_default": lat_summary(t_def) if t_def else None,
             "top1_video_off": top1_off / max(1, len(queries)),
             "top1_video_default": top1_def / n_def if n_def else None,
-            "library_vectors": cat.count_keyframes(),
+            "library_vectors": cat.count_keyframes(), "index_type": store.index_type, "vector_dim": embedder.dim,
         })
-        # accuracy of a 256-d PCA projection (fit on the library) against the 1280-d vectors, brute force
-        lib = np.load(job["capture_path"])
-        X, vids = lib["vectors"], lib["video_ids"]
-        video_names = {v.id: Path(v.path).name for v in cat.videos()}
-        Q = embedder.embed([views_of(rgb)[0] for _, _, rgb in queries])
-    names = [n for n, _, _ in queries]
-    mu, W = pca_fit(X, job["pca_dim"])
+        res["projection"] = _projection_check(cfg, cat, embedder, job["capture_path"],
+                                              [(n, views_of(rgb)[0]) for n, _t, rgb in queries])
+    res["peak_rss_mb"] = peak_rss_mb()
+    res["lite_engine_mb"] = lite_engine_mb()
+    return res
+
+
+def _projection_check(cfg: Any, cat: Any, embedder: Any, capture_path: str,
+                      queries: list[tuple[str, np.ndarray]]) -> dict[str, Any] | None:
+    """Brute-force top-1 video on the real library with the product's vectors (what ingest stored: the
+    projection applied) and with the raw model features of the same keyframe images and queries."""
+    from utils.embed_job import read_keyframe
+    from utils.embedder import METADATA_FILE
+
+    if embedder.projection is None:
+        return None
+    lib = np.load(capture_path)
+    ids, vids, X = lib["ids"], lib["video_ids"], lib["vectors"]
+    rows = cat.keyframes_by_id([int(i) for i in ids])
+    paths = [str(cfg.data_path / rows[int(i)].image_path) for i in ids]
+    X_raw = np.concatenate([embedder.embed_raw([read_keyframe(p) for p in paths[s:s + 64]])
+                            for s in range(0, len(paths), 64)])
+    names = [n for n, _ in queries]
+    images = [img for _, img in queries]
+    video_names = {v.id: Path(v.path).name for v in cat.videos()}
 
     def top1_video(lib_x: np.ndarray, q: np.ndarray) -> float:
         best = np.argmax(q @ lib_x.T, axis=1)
         return float(np.mean([video_names.get(int(vids[b])) == n for b, n in zip(best, names)]))
 
-    res["pca"] = {"dim": int(W.shape[1]), "top1_video_1280": top1_video(X, Q),
-                  "top1_video_pca": top1_video(pca_apply(X, mu, W), pca_apply(Q, mu, W)),
-                  "explained_variance": float(pca_explained(X, mu, W)), "fit_on": int(len(X))}
-    res["peak_rss_mb"] = peak_rss_mb()
-    return res
+    meta = json.loads((embedder.path.parent / METADATA_FILE).read_text())["projection"]
+    return {"name": embedder.projection.name, "dim": embedder.dim, "raw_dim": embedder.raw_dim,
+            "library": int(len(X)), "queries": len(queries),
+            "top1_video": top1_video(X, embedder.embed(images)),
+            "top1_video_raw": top1_video(X_raw, embedder.embed_raw(images)),
+            "explained_variance": float(meta["explained_variance"]),
+            "fitted_on": int(meta.get("fitted_on", {}).get("samples", 0))}
 
 
 # ----------------------------------------------------------------------------------- synthetic vectors
-def pca_fit(X: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    mu = X.mean(axis=0)
-    _, _, vt = np.linalg.svd((X - mu).astype(np.float64), full_matrices=False)
-    dim = min(dim, vt.shape[0])
-    return mu.astype(np.float32), vt[:dim].T.astype(np.float32)
-
-
-def pca_apply(X: np.ndarray, mu: np.ndarray, W: np.ndarray) -> np.ndarray:
-    Y = (X - mu) @ W
-    return (Y / np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def pca_explained(X: np.ndarray, mu: np.ndarray, W: np.ndarray) -> float:
-    Xc = X - mu
-    return float(np.square(Xc @ W).sum() / np.square(Xc).sum())
-
-
 class Synth:
-    """Deterministic synthetic keyframe vectors: a real keyframe embedding plus isotropic noise, L2-normalised,
-    in 1280-d or projected to the PCA space of the real embeddings (the projection of the same 1280-d noise)."""
+    """Deterministic synthetic keyframe vectors in the product's space: a real keyframe vector as the product
+    stores it (captured during the ingest: the model's features after the shipped projection) plus isotropic
+    noise, L2-normalised."""
 
-    def __init__(self, real_path: str, dim: int, pca_dim: int, seed: int = 1):
-        X = np.load(real_path)["vectors"].astype(np.float32)
-        self.full_dim = X.shape[1]
-        self.dim = dim
+    def __init__(self, real_path: str, seed: int = 1):
+        self.base = np.load(real_path)["vectors"].astype(np.float32)
+        self.dim = int(self.base.shape[1])
         self.seed = seed
-        if dim == self.full_dim:
-            self.base = X
-        else:
-            mu, W = pca_fit(X, pca_dim)
-            self.mu, self.W = mu, W
-            self.base = ((X - mu) @ W).astype(np.float32)  # not normalised: noise is added first, as in 1280-d
-            self.dim = W.shape[1]
 
     def _make(self, rng: np.random.Generator, m: int, sigma: float) -> np.ndarray:
         a = rng.integers(0, len(self.base), size=m)
-        noise = rng.standard_normal((m, self.dim), dtype=np.float32) * np.float32(sigma / np.sqrt(self.full_dim))
+        noise = rng.standard_normal((m, self.dim), dtype=np.float32) * np.float32(sigma / np.sqrt(self.dim))
         v = self.base[a] + noise
         v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
         return v
@@ -617,7 +634,7 @@ def ground_truth(syn: Synth, n: int, Q: np.ndarray, k: int = RECALL_K) -> np.nda
 
 
 def w_groundtruth(job: dict[str, Any]) -> dict[str, Any]:
-    syn = Synth(job["real_path"], job["dim"], job["pca_dim"])
+    syn = Synth(job["real_path"])
     Q = syn.queries(job["nq"])
     t0 = time.perf_counter()
     gt = ground_truth(syn, job["n"], Q)
@@ -642,7 +659,10 @@ def _store_cfg(job: dict[str, Any], index: str):
                     P4V_MILVUS__INDEX_TYPE=index)
 
 
-def _insert(store: Any, syn: Synth, n: int, batch: int) -> float:
+def _insert(store: Any, syn: Synth, n: int) -> float:
+    """Insert rows [0, n) in the product's batches (milvus.insert_batch): Milvus Lite 2.5 inserts small
+    batches fastest (measured: 512 rows 17k rows/s, 4,096 rows 8k rows/s, 7,812 rows x 256-d 0.2k rows/s)."""
+    batch = store.cfg.insert_batch
     t0 = time.perf_counter()
     for first, v in syn.rows(n):
         for s in range(0, len(v), batch):
@@ -677,8 +697,8 @@ def _build_index(store: Any, index: str, n: int, server: bool, timeout_s: float)
     return {"build_s": t1 - t0, "load_s": time.perf_counter() - t1}
 
 
-def _measure_search(store: Any, Q: np.ndarray, gt: np.ndarray, job: dict[str, Any], extra: dict[str, Any],
-                    proj: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any]:
+def _measure_search(store: Any, Q: np.ndarray, gt: np.ndarray, job: dict[str, Any], extra: dict[str, Any]
+                    ) -> dict[str, Any]:
     """nq=1 latency, nq=32 throughput, recall@10 against the exact top-10, and the query embedding included."""
     limit = SEARCH_LIMIT
     nq1 = job["nq1"]
@@ -716,9 +736,7 @@ def _measure_search(store: Any, Q: np.ndarray, gt: np.ndarray, job: dict[str, An
         for i in range(job["n_e2e"]):
             rgb = images[i % len(images)]
             t0 = time.perf_counter()
-            v = emb.embed(query_views(rgb))  # what Searcher embeds: the image and its mirror
-            if proj is not None:
-                v = pca_apply(v, *proj)
+            v = emb.embed(query_views(rgb))  # what Searcher embeds: the image and its mirror, projected
             store.search(v, limit)
             e2e.append(time.perf_counter() - t0)
         out["with_embedding"] = lat_summary(e2e)
@@ -732,19 +750,17 @@ def w_store(job: dict[str, Any]) -> dict[str, Any]:
     server = "://" in job["uri"]
     phases: dict[str, float] = {"imports": time.perf_counter() - T_START}
     t_phase = time.perf_counter()
-    syn = Synth(job["real_path"], job["dim"], job["pca_dim"])
+    syn = Synth(job["real_path"])
     gt_file = np.load(job["gt_path"])
     Q, gt = gt_file["queries"], gt_file["gt"]
     extra: dict[str, Any] = {}
-    proj = None
     if job.get("n_e2e"):
         from utils.embedder import Embedder
 
-        cfg0 = make_cfg(Path(job["data_dir"]))
-        extra["embedder"] = Embedder.from_config(cfg0)
+        extra["embedder"] = Embedder.from_config(make_cfg(Path(job["data_dir"])))
+        if extra["embedder"].dim != syn.dim:
+            raise RuntimeError(f"the embedder gives {extra['embedder'].dim}-d vectors, the library {syn.dim}-d")
         extra["images"] = _keyframe_images(Path(job["lib_dir"]), 20, seed=3)
-        if syn.dim != syn.full_dim:
-            proj = (syn.mu, syn.W)
     results: dict[str, Any] = {"dim": syn.dim, "n": job["n"], "cases": [], "phases": phases}
     first_index = job["indexes"][0]
     store = VectorStore(_store_cfg(job, first_index))
@@ -755,7 +771,7 @@ def w_store(job: dict[str, Any]) -> dict[str, Any]:
                 store.drop()
             store.client.create_collection(store.name, schema=_schema(syn.dim),
                                            properties=ModelInfo("synthetic", "0" * 64, syn.dim).props())
-            results["insert_s"] = _insert(store, syn, job["n"], job["insert_batch"])
+            results["insert_s"] = _insert(store, syn, job["n"])
             t0 = time.perf_counter()
             store.flush()
             results["flush_s"] = time.perf_counter() - t0
@@ -780,7 +796,7 @@ def w_store(job: dict[str, Any]) -> dict[str, Any]:
                     store.load()
                     case["load_s"] = time.perf_counter() - t0
                 t_phase = time.perf_counter()
-                case.update(_measure_search(store, Q, gt, job, extra, proj))
+                case.update(_measure_search(store, Q, gt, job, extra))
                 phases[f"search_{index}"] = time.perf_counter() - t_phase
                 if job.get("server_pid"):
                     case["server_mem_mb"] = proc_mem_mb(int(job["server_pid"]))
@@ -792,8 +808,10 @@ def w_store(job: dict[str, Any]) -> dict[str, Any]:
     finally:
         store.close()
     results["peak_rss_mb"] = peak_rss_mb()
-    if job.get("server_pid"):
+    if server:
         results["server_mem_mb"] = proc_mem_mb(int(job["server_pid"]))
+    else:
+        results["lite_engine_mb"] = lite_engine_mb()
     return results
 
 
