@@ -59,7 +59,7 @@ class KeyframeConfig:
     max_gap: float = 1.0  # seconds; no two kept frames further apart (full mode)
     scene_threshold: float = 0.12  # mean abs luma change (0..1) between frames that marks a cut
     change_threshold: float = 0.025  # ...and against the last kept frame that makes a new one worth keeping
-    min_gap: float = 0.25  # seconds; frames kept for gradual change are at least this far apart
+    min_gap: float = 0.5  # seconds; frames kept for gradual change are at least this far apart
     dedup_distance: int = 6  # dHash bits; closer neighbours within max_gap are dropped
     image_max_side: int = 480  # long side of stored keyframe JPEGs
     jpeg_quality: int = 90
