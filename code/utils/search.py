@@ -40,6 +40,7 @@ REFINE_FRAMES = 8  # frames embedded when refining a moment
 REFINE_MIN_GAP = 0.3  # keyframes closer than this on both sides already give the moment
 BEST_VIDEO_CANDIDATES = 8  # keyframes of the leading video always verified (to pick its moment)
 MOMENT_INLIER_SHARE = 0.5  # keyframes aligned with at least this share of the best's inliers compete for the moment
+PIXEL_MARGIN = 0.01  # aligned-pixel agreements this close do not tell two keyframes apart
 ORIENTATION_MARGIN = 0.03  # a mirrored view scoring within this of the other is verified too
 
 
@@ -235,14 +236,17 @@ class Searcher:
 
         The best-aligned keyframe, except in a static shot, where several keyframes align about as
         well (the same background keypoints): there the query laid onto each of them decides, pixel
-        by pixel (:func:`~utils.verify.aligned_similarity`), and the embedding breaks what ties remain."""
+        by pixel (:func:`~utils.verify.aligned_similarity`), where the pixels differ at all; among
+        keyframes the pixels cannot tell apart, the most inliers, then the embedding, decide."""
         most = max(c.inliers for c in cs)
         if most < self.cfg.search.verify_min_inliers:
             return max(cs, key=lambda c: (c.inliers, c.any_view))
         alike = [c for c in cs if c.inliers >= MOMENT_INLIER_SHARE * most and c.keyframe is not None]
         for c in alike:
             c.pixels = aligned_similarity(query_feats[c.view], c.keyframe, c.alignment)
-        return max(alike, key=lambda c: (c.pixels, c.any_view))
+        top = max(c.pixels for c in alike)
+        # pixels only decide where they differ: in a truly still shot more inliers mean the nearer frame
+        return max((c for c in alike if c.pixels >= top - PIXEL_MARGIN), key=lambda c: (c.inliers, c.any_view))
 
     def _refine(self, match: Match, query_vecs: np.ndarray) -> None:
         """Move the best answer from its keyframe's time to the query's own moment.
