@@ -378,13 +378,15 @@ def w_ingest(job: dict[str, Any]) -> dict[str, Any]:
             from utils.vectorstore import VectorStore
 
             embedder = Embedder.from_config(cfg)
-            with VectorStore(cfg) as store:
-                sink = ej.EmbedSink(cfg, cat, store, embedder)
+            sink = ej.EmbedSink(cfg, cat, embedder, lambda: VectorStore(cfg))  # as Create.py --embed
+            try:
                 summary = ingest(cfg, cat, paths, sink=sink)
                 sink.close()
                 t1 = time.perf_counter()
-                emb = ej.embed_pending(cfg, cat, store, embedder)
+                emb = ej.embed_pending(cfg, cat, sink.ready(), embedder)
                 embedded = emb.embedded + sink.embedded
+            finally:
+                sink.close_store()
         else:
             summary = ingest(cfg, cat, paths)
             t1 = time.perf_counter()

@@ -41,8 +41,8 @@ def main(args, cfg) -> int:
         sink = None
         if args.embed:  # embed while decoding: the model runs in a thread beside the decoder
             embedder = Embedder.from_config(cfg)
-            store = stack.enter_context(VectorStore(cfg))
-            sink = EmbedSink(cfg, cat, store, embedder)
+            sink = EmbedSink(cfg, cat, embedder, lambda: VectorStore(cfg))
+            stack.callback(sink.close_store)
         frames = cli.progress(args, unit="frame", desc="decoded", position=1, leave=False)
 
         def on_result(r: FileResult) -> None:
@@ -61,7 +61,7 @@ def main(args, cfg) -> int:
             sink.close()
             bar, on_batch = cli.batch_progress(args, "embedded", "kf")
             with bar:  # keyframes ingested earlier without --embed, or left by an interrupted run
-                embedded = embed_pending(cfg, cat, store, embedder, on_batch=on_batch)
+                embedded = embed_pending(cfg, cat, sink.ready(), embedder, on_batch=on_batch)
             embedded.embedded += sink.embedded
             embedded.already -= sink.embedded
             embedded.wall_s = summary.wall_s + embedded.wall_s

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,10 +106,13 @@ def test_unreachable_milvus_is_one_clear_error_and_changes_nothing(cfg, tmp_path
     with open_catalogue(cfg) as cat:
         before = cat.counts()
     down = {**env, "P4V_MILVUS__URI": "http://127.0.0.1:1"}
-    for script, args in (("Insert2Milvus.py", []), ("Delete.py", ["1"])):
+    # Create --embed opens Milvus beside the first video's decoding: it must still fail before cataloguing it
+    for script, args in (("Insert2Milvus.py", []), ("Delete.py", ["1"]),
+                         ("Create.py", ["--embed", str(videos / "carphone_qcif_h264.mp4")])):
         res = run_script(script, *args, env=down, timeout=120)
         assert res.returncode == 4, (script, res.stderr)
         lines = res.stderr.strip().splitlines()
         assert lines[-1].startswith("error: cannot use Milvus at http://127.0.0.1:1") and "Traceback" not in res.stderr
     with open_catalogue(cfg) as cat:
         assert cat.counts() == before and cat.videos()[0].status == "ready"
+        assert [Path(v.path).name for v in cat.videos()] == ["spiral_1s_240p_av1.avi"]

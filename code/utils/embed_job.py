@@ -74,19 +74,36 @@ def open_collection(cat: Catalogue, store: VectorStore, embedder: Embedder, rebu
 class EmbedSink:
     """Embeds a video's keyframes in a background thread while the video is still being decoded.
 
+    Milvus is opened in that thread too, beside the first video's decoding (Milvus Lite starts its
+    engine, about 1.5 s); :meth:`ready` waits for it before the first video's rows are committed,
+    so a vector store that cannot be opened fails the run with nothing catalogued.
     Vectors wait in memory until the keyframe rows exist (``commit`` gets their ids), then go to
     Milvus and the rows are flagged: the same upsert-then-flag order as ``embed_pending``, so a
     crash at any point leaves keyframes that the next run embeds.
     """
 
-    def __init__(self, cfg: Config, cat: Catalogue, store: VectorStore, embedder: Embedder):
-        open_collection(cat, store, embedder)
-        self.cat, self.store, self.embedder = cat, store, embedder
+    def __init__(self, cfg: Config, cat: Catalogue, embedder: Embedder,
+                 open_store: Callable[[], VectorStore]):
+        self.cat, self.embedder = cat, embedder
         self.batch = max(cfg.model.batch_size, 1)
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.embedded = 0
         self._images: list[np.ndarray] = []
         self._futures: list[Future[np.ndarray]] = []
+        self._opening: Future[tuple[VectorStore, ModelInfo | None]] = self.pool.submit(_open, open_store)
+        self._store: VectorStore | None = None
+
+    def ready(self) -> VectorStore:
+        """The open collection, checked for (or created with) this model; raises what opening raised."""
+        if self._store is None:
+            store, have = self._opening.result()
+            self._store = store
+            if have is None:  # a new collection: every keyframe catalogued so far needs embedding
+                store.ensure(model_info(self.embedder))
+                self.cat.mark_all_unembedded()
+            else:
+                store.check(model_info(self.embedder), have)
+        return self._store
 
     def add(self, image: np.ndarray) -> None:
         self._images.append(cut_borders(image))
@@ -103,7 +120,7 @@ class EmbedSink:
         vectors = [f.result() for f in self._futures]
         self._futures = []
         if ids:
-            self.store.upsert(ids, [video_id] * len(ids), timestamps, np.concatenate(vectors))
+            self.ready().upsert(ids, [video_id] * len(ids), timestamps, np.concatenate(vectors))
             self.cat.mark_embedded(ids)
             self.embedded += len(ids)
 
@@ -113,11 +130,26 @@ class EmbedSink:
         self._futures, self._images = [], []
 
     def close(self) -> None:
-        """Seal what was inserted so searches use the index."""
+        """Seal what was inserted so searches use the index (the store stays open: see :meth:`ready`)."""
         self.pool.shutdown(wait=True)
         if self.embedded:
-            self.store.flush()
-            self.store.load()
+            self.ready().flush()
+            self.ready().load()
+
+    def close_store(self) -> None:
+        """Close Milvus, once it has opened (even if it is not wanted any more)."""
+        self.pool.shutdown(wait=True)
+        if self._opening.exception() is None:
+            self._opening.result()[0].close()
+
+
+def _open(open_store: Callable[[], VectorStore]) -> tuple[VectorStore, ModelInfo | None]:
+    store = open_store()
+    try:
+        return store, store.model()
+    except BaseException:
+        store.close()
+        raise
 
 
 def embed_pending(cfg: Config, cat: Catalogue, store: VectorStore, embedder: Embedder,

@@ -30,6 +30,10 @@ class KeyframeSink(Protocol):
 
     def add(self, image: np.ndarray) -> None: ...
 
+    def ready(self) -> None:
+        """Called once a video is decoded, before its rows are committed: raise to fail the run
+        with nothing of that video kept (e.g. the vector store could not be opened)."""
+
     def commit(self, video_id: int, ids: list[int], timestamps: list[float]) -> None: ...
 
     def discard(self) -> None: ...
@@ -152,6 +156,8 @@ class Ingester:
             remove_video_dir(self.data_dir, vid)  # leftovers of an interrupted run
             try:
                 rows = self._extract(ex, vid, on_frames)
+                if self.sink is not None:
+                    self.sink.ready()
                 duration = info.duration or ex.decoded_duration
                 ids = self.cat.finish_video(vid, self.owner, rows, duration)
             except BaseException:
