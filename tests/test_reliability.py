@@ -116,3 +116,14 @@ def test_unreachable_milvus_is_one_clear_error_and_changes_nothing(cfg, tmp_path
     with open_catalogue(cfg) as cat:
         assert cat.counts() == before and cat.videos()[0].status == "ready"
         assert [Path(v.path).name for v in cat.videos()] == ["spiral_1s_240p_av1.avi"]
+
+
+def test_lite_3_folder_is_named_not_mistaken_for_a_lock(tmp_path):
+    """A library made by Milvus Lite 3.x keeps a folder where Lite 2.5 keeps a file: say so and what to do."""
+    from utils.errors import VectorStoreError
+    from utils.vectorstore import VectorStore
+
+    cfg = make_config(tmp_path, "sqlite")
+    (cfg.data_path / "milvus.db").mkdir(parents=True)
+    with pytest.raises(VectorStoreError, match=r"Lite 3\.x database \(a folder\).*Insert2Milvus\.py"):
+        VectorStore(cfg)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -68,6 +70,26 @@ def _props_from_description(description: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in props.items()} if isinstance(props, dict) else {}
 
 
+def _open_lite(path: str) -> Any:
+    """MilvusClient on a Milvus Lite file. Lite 2.5 starts its engine as a child process and gives
+    it a fixed 0.5 s to create its socket; on a busy machine it can be later than that (seen once
+    in a benchmark run): then forget that engine and start it once more."""
+    from pymilvus import MilvusClient
+
+    try:
+        return MilvusClient(path)
+    except Exception as exc:
+        if "Fail connecting to server" not in str(exc):
+            raise
+        try:
+            from milvus_lite.server_manager import server_manager_instance
+        except ImportError:  # Lite 3.x runs in process: nothing to restart
+            raise exc from None
+        server_manager_instance.release_server(path)
+        time.sleep(0.5)
+        return MilvusClient(path)
+
+
 class VectorStore:
     """The keyframe collection of one Milvus (Lite or server)."""
 
@@ -83,10 +105,14 @@ class VectorStore:
         self.index_type = self.cfg.index_type
         if self.index_type == "auto":  # Lite 2.5 builds only FLAT/IVF_FLAT, and its IVF ignores nprobe
             self.index_type = "FLAT" if self.lite else "HNSW"
+        if self.lite and Path(self.uri).is_dir():  # Lite 2.5 keeps one file; Lite 3.x made a folder
+            raise VectorStoreError(
+                f"{self.uri} is a Milvus Lite 3.x database (a folder); this install runs Milvus Lite 2.5: "
+                "move that folder away and run Insert2Milvus.py to embed the library again")
         try:
             if self.lite:
                 cfg.data_path.mkdir(parents=True, exist_ok=True)
-                self.client = MilvusClient(self.uri)
+                self.client = _open_lite(self.uri)
             else:
                 self.client = MilvusClient(uri=self.uri, token=self.cfg.token, timeout=10)
         except Exception as exc:  # pymilvus raises many unrelated types for one cause: cannot connect
