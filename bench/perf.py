@@ -521,7 +521,8 @@ def report(info: dict[str, str], R: dict[str, Any]) -> str:
         if e2e.get("searcher_default"):
             target("Searcher on the real library, p50 as configured "
                    f"({'/'.join(e2e.get('toggles_on_by_default', []))} on)",
-                   f"{e2e['searcher_default']['p50_ms']:.1f} ms", "<= 60 ms", e2e["searcher_default"]["p50_ms"] <= 60)
+                   f"{e2e['searcher_default']['p50_ms']:.1f} ms", "<= 100 ms (issue 7: re-ranking included)",
+                   e2e["searcher_default"]["p50_ms"] <= 100)
         proj = e2e.get("projection")
         if proj:
             target(f"vector size, {proj['dim']}-d {proj['name']} (top-1 video {proj['top1_video']:.0%} vs "
