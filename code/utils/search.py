@@ -205,13 +205,14 @@ class Searcher:
             by_video.setdefault(c.hit.video_id, []).append(c)
         scored = []
         for video_id, cs in by_video.items():
-            verified = self._moment(cs, query_feats)
-            if verified.inliers >= min_inliers:
+            most = max(c.inliers for c in cs)
+            verified = self._moment(cs, most, query_feats) if most >= min_inliers else None
+            if verified is not None and verified.inliers >= min_inliers:  # the moment's own keyframe verified
                 # the score of a verified answer: the embedding's, or how well the aligned pixels agree when
                 # higher (heavy edits lower the first, not the second; the same room with other content
                 # in it lowers the second)
                 score = max(verified.any_view, max(c.base for c in cs), verified.pixels)
-                scored.append(((1, max(c.inliers for c in cs)), score, verified, cs))
+                scored.append(((1, most), score, verified, cs))
             else:
                 best = max(cs, key=lambda c: c.base)
                 scored.append(((0, best.base), best.base, best, cs))
@@ -231,16 +232,13 @@ class Searcher:
                                  str(self.cfg.data_path / rows[top.hit.id].image_path)))
         return matches
 
-    def _moment(self, cs: list[_Candidate], query_feats: dict[int, Features]) -> _Candidate:
-        """The keyframe of one video that shows the query's moment.
+    def _moment(self, cs: list[_Candidate], most: int, query_feats: dict[int, Features]) -> _Candidate:
+        """The keyframe of one verified video (``most`` inliers at best) that shows the query's moment.
 
         The best-aligned keyframe, except in a static shot, where several keyframes align about as
         well (the same background keypoints): there the query laid onto each of them decides, pixel
         by pixel (:func:`~utils.verify.aligned_similarity`), where the pixels differ at all; among
         keyframes the pixels cannot tell apart, the most inliers, then the embedding, decide."""
-        most = max(c.inliers for c in cs)
-        if most < self.cfg.search.verify_min_inliers:
-            return max(cs, key=lambda c: (c.inliers, c.any_view))
         alike = [c for c in cs if c.inliers >= MOMENT_INLIER_SHARE * most and c.keyframe is not None]
         for c in alike:
             c.pixels = aligned_similarity(query_feats[c.view], c.keyframe, c.alignment)
