@@ -90,19 +90,15 @@ class EmbedSink:
         self.embedded = 0
         self._images: list[np.ndarray] = []
         self._futures: list[Future[np.ndarray]] = []
-        self._opening: Future[tuple[VectorStore, ModelInfo | None]] = self.pool.submit(_open, open_store)
+        self._opening: Future[VectorStore] = self.pool.submit(open_store)
         self._store: VectorStore | None = None
 
     def ready(self) -> VectorStore:
         """The open collection, checked for (or created with) this model; raises what opening raised."""
         if self._store is None:
-            store, have = self._opening.result()
+            store = self._opening.result()
+            open_collection(self.cat, store, self.embedder)
             self._store = store
-            if have is None:  # a new collection: every keyframe catalogued so far needs embedding
-                store.ensure(model_info(self.embedder))
-                self.cat.mark_all_unembedded()
-            else:
-                store.check(model_info(self.embedder), have)
         return self._store
 
     def add(self, image: np.ndarray) -> None:
@@ -140,16 +136,7 @@ class EmbedSink:
         """Close Milvus, once it has opened (even if it is not wanted any more)."""
         self.pool.shutdown(wait=True)
         if self._opening.exception() is None:
-            self._opening.result()[0].close()
-
-
-def _open(open_store: Callable[[], VectorStore]) -> tuple[VectorStore, ModelInfo | None]:
-    store = open_store()
-    try:
-        return store, store.model()
-    except BaseException:
-        store.close()
-        raise
+            self._opening.result().close()
 
 
 def embed_pending(cfg: Config, cat: Catalogue, store: VectorStore, embedder: Embedder,
