@@ -46,6 +46,7 @@ from utils.embedder import Embedder  # noqa: E402
 from utils.ingest import ingest  # noqa: E402
 from utils.retrieval import CopyDetector  # noqa: E402
 from utils.vectorstore import VectorStore  # noqa: E402
+from utils.video import open_video, probe  # noqa: E402
 
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 RESULTS = ROOT / "bench" / "results" / "copy_detection.md"
@@ -175,11 +176,8 @@ def make_query(q: Query, out_dir: Path) -> Path:
 
 
 def duration_of(path: Path) -> float:
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        if s.duration:
-            return float(s.duration * s.time_base)
-        return (c.duration or 0) / 1_000_000
+    with open_video(path) as c:
+        return probe(c, path).duration
 
 
 def fps_of(path: Path) -> float:

@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT / "code"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_scoring import ALL, Guess, Truth, percentile, score_answers, side_by_side  # noqa: E402
+from utils.video import open_video, probe  # noqa: E402
 
 DEFAULT_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 DEFAULT_OUT = ROOT / "bench" / "results" / "eval_search.md"
@@ -340,11 +341,8 @@ def grab_frames(path: Path, times: list[float], max_side: int = MAX_SIDE) -> lis
 
 
 def video_duration(path: Path) -> float:
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        if s.duration:
-            return float(s.duration * s.time_base)
-        return (c.duration or 0) / 1_000_000
+    with open_video(path) as c:
+        return probe(c, path).duration
 
 
 # ---------------------------------------------------------------------------------------------

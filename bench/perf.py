@@ -394,7 +394,9 @@ def main() -> int:
                             store_case("server", big, ["IVF_FLAT"], sdead, "server (IVF_FLAT at the largest size "
                                        "that fits what is left)", **srv)
                 finally:
-                    R["server_mem_final"] = _read_mem(pid)
+                    from perf_work import proc_mem_mb  # the workers' reader; imported late: it loads numpy
+
+                    R["server_mem_final"] = proc_mem_mb(pid)
                     log("stopping milvus-server")
                     server_stop(sdir)
 
@@ -413,18 +415,6 @@ def main() -> int:
     else:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
-
-
-def _read_mem(pid: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
-                out[k] = int(v.split()[0]) / 1024
-    except OSError:
-        pass
-    return out
 
 
 # ------------------------------------------------------------------------------------------ report

@@ -117,15 +117,21 @@ class Stages:
             self.t[key] += dt
             self.n[key] += 1
 
+    def _original(self, owner: Any, attr: str) -> Any:
+        """owner.attr, or None (recorded as missing) when this version of the code has no such function."""
+        orig = getattr(owner, attr, None)
+        if orig is None:
+            self.missing.append(f"{getattr(owner, '__name__', owner)}.{attr}")
+        return orig
+
     def _set(self, owner: Any, attr: str, orig: Any, wrapper: Callable[..., Any]) -> None:
         static = inspect.getattr_static(owner, attr, None)
         functools.update_wrapper(wrapper, orig)
         setattr(owner, attr, staticmethod(wrapper) if isinstance(static, (classmethod, staticmethod)) else wrapper)
 
     def wrap(self, owner: Any, attr: str, key: str, on_result: Callable[..., None] | None = None) -> None:
-        orig = getattr(owner, attr, None)
+        orig = self._original(owner, attr)
         if orig is None:
-            self.missing.append(f"{getattr(owner, '__name__', owner)}.{attr}")
             return
         stages = self
 
@@ -143,9 +149,8 @@ class Stages:
 
     def wrap_gen(self, owner: Any, attr: str, key: str) -> None:
         """A generator method: the time of each ``next`` (the generator's own work) is counted."""
-        orig = getattr(owner, attr, None)
+        orig = self._original(owner, attr)
         if orig is None:
-            self.missing.append(f"{getattr(owner, '__name__', owner)}.{attr}")
             return
         stages = self
 
@@ -168,9 +173,8 @@ class Stages:
 
     def mark_start(self, owner: Any, attr: str) -> None:
         """Calling owner.attr starts an interval (closed by mark_end): for code between two calls."""
-        orig = getattr(owner, attr, None)
+        orig = self._original(owner, attr)
         if orig is None:
-            self.missing.append(f"{getattr(owner, '__name__', owner)}.{attr}")
             return
         local = self._local
 
@@ -182,9 +186,8 @@ class Stages:
         self._set(owner, attr, orig, wrapper)
 
     def mark_end(self, owner: Any, attr: str, key: str) -> None:
-        orig = getattr(owner, attr, None)
+        orig = self._original(owner, attr)
         if orig is None:
-            self.missing.append(f"{getattr(owner, '__name__', owner)}.{attr}")
             return
         local, stages = self._local, self
 
