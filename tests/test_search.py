@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -114,6 +115,27 @@ def test_mirrored_letterboxed_screenshot_found(lib, videos):
     shot[100:-100, 80:-80] = rgb[:, ::-1]
     (answer,) = Searcher(cfg, cat, store, embedder).search([("shot", shot)])
     assert Path(answer.results[0].video_path).name == "cockatoo_720p_h264.mp4"
+    assert abs(answer.results[0].timestamp - t) <= 1.0
+
+
+@pytest.mark.parametrize("name,t,share,x,y", [("cockatoo_720p_h264.mp4", 3.0, 0.4, 0.2, 0.8),
+                                               ("mdn_flower_540p_h264.mp4", 1.0, 0.45, 0.85, 0.15),
+                                               ("chaplin_360p_h264.mp4", 1.0, 0.4, 0.5, 0.5),
+                                               ("intel_asl_again_480p_h264.mkv", 1.0, 0.4, 0.2, 0.8)])
+def test_picture_in_picture_found(lib, videos, name, t, share, x, y):
+    """A library frame shown at 40-45 % of the width inside unrelated footage (the top of a portrait
+    video's frame), at the default threshold: only a window of the query sees the inset whole."""
+    cfg, cat, store, embedder, _ = lib
+    t, rgb = frame_at(videos / name, t)
+    _, background = frame_at(videos / OUTSIDE[1], 3.0)
+    shot = np.ascontiguousarray(background[: background.shape[1] * 9 // 16])
+    bh, bw = shot.shape[:2]
+    iw = int(bw * share)
+    ih = iw * rgb.shape[0] // rgb.shape[1]
+    top, left = int((bh - ih) * y), int((bw - iw) * x)
+    shot[top:top + ih, left:left + iw] = cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_AREA)
+    (answer,) = Searcher(cfg, cat, store, embedder).search([("pip", shot)])
+    assert answer.results and Path(answer.results[0].video_path).name == name
     assert abs(answer.results[0].timestamp - t) <= 1.0
 
 

@@ -1,15 +1,16 @@
 """Search: a picture in, ranked (video, moment, score, keyframe) out.
 
 Steps per query:
-1. cut flat borders; embed the image, its mirror (users send flipped frames) and five windows of it
-   (four corners and the centre, for picture-in-picture and player screenshots);
-2. fetch the nearest keyframes: many for the image and mirror, a few for each window;
-3. verify the strongest candidates geometrically (ORB + RANSAC, utils.verify) against the stored
-   keyframe images: verification picks the video, lets a window's score count only when the
-   geometry confirms it (windows never turn an unrelated picture into a match), and the query laid
-   onto each well-aligned keyframe picks the moment among look-alikes (a static shot) and scores
-   the answer by how well the pixels agree: heavy edits keep that high, the same room with other
-   content in it does not;
+1. cut flat borders; embed the image and its mirror (users send flipped frames);
+2. fetch the nearest keyframes and verify the strongest geometrically (ORB + RANSAC, utils.verify)
+   against the stored keyframe images: verification picks the video, and the query laid onto each
+   well-aligned keyframe picks the moment among look-alikes (a static shot) and scores the answer by
+   how well the pixels agree: heavy edits keep that high, the same room with other content in it
+   does not;
+3. only where no keyframe aligned firmly, embed a 3 x 3 grid of windows of the query (a
+   picture-in-picture inset or a small player picture is whole in one of them), fetch a few keyframes
+   per window and verify each window's first hit against the window itself; a window's score counts
+   only when the geometry confirms it (windows never turn an unrelated picture into a match);
 4. group by video (one answer per video) with the span of its neighbouring strong hits as
    ``from``/``to`` (as trace.moe does);
 5. optionally (``search.refine``) refine the first answer's moment between keyframes by decoding
@@ -34,8 +35,10 @@ from .verify import NO_ALIGNMENT, Alignment, Features, align, aligned_similarity
 from .video import VIDEO_EXTENSIONS, frames_between
 
 SPAN_SCORE_DROP = 0.05  # hits this close to the best score count towards the matching span
-WINDOW = 0.6  # side of the query windows, as a share of the query's sides
+WINDOWS = ((0.6, 3),)  # (side as a share of the query's, steps per axis): a 3 x 3 grid of 60 % windows
 WINDOW_HITS = 10  # keyframes fetched per window view
+WINDOW_LEADS = 1  # a window's first hits are verified whatever their score, against the window itself
+SETTLED_INLIERS = 30  # a keyframe aligned this well answers the query: no windows needed
 REFINE_FRAMES = 8  # frames embedded when refining a moment
 REFINE_MIN_GAP = 0.3  # keyframes closer than this on both sides already give the moment
 BEST_VIDEO_CANDIDATES = 8  # keyframes of the leading video always verified (to pick its moment)
@@ -94,26 +97,33 @@ def query_views(rgb: np.ndarray) -> list[np.ndarray]:
 
 
 def windows(core: np.ndarray) -> list[np.ndarray]:
-    """Four corner windows and a centre window, each WINDOW of the image's sides."""
+    """Windows of the border-cut query where a picture-in-picture inset or a player's picture may be:
+    for each (side, steps) of WINDOWS, windows of that share of the query's sides on a steps x steps grid."""
     h, w = core.shape[:2]
-    wh, ww = max(1, int(h * WINDOW)), max(1, int(w * WINDOW))
-    corners = [(0, 0), (0, w - ww), (h - wh, 0), (h - wh, w - ww), ((h - wh) // 2, (w - ww) // 2)]
-    return [np.ascontiguousarray(core[y:y + wh, x:x + ww]) for y, x in corners]
+    out = []
+    for side, steps in WINDOWS:
+        wh, ww = max(1, int(h * side)), max(1, int(w * side))
+        for y in np.linspace(0, h - wh, steps).round().astype(int):
+            for x in np.linspace(0, w - ww, steps).round().astype(int):
+                out.append(np.ascontiguousarray(core[y:y + wh, x:x + ww]))
+    return out
 
 
 @dataclass
 class _Candidate:
     """One keyframe seen for a query: its best whole-picture score (as is / mirrored), best score over
-    all views, inliers."""
+    all views, the windows it led, inliers."""
 
     hit: Hit
     base: float = -1.0
     any_view: float = -1.0
     by_view: list[float] = field(default_factory=lambda: [-1.0, -1.0])
+    led: list[int] = field(default_factory=list)  # query views (windows) that ranked it among their first
     alignment: Alignment = NO_ALIGNMENT
-    view: int = 0  # the query view (0 as is, 1 mirrored) the alignment is of
+    view: int = 0  # the query view (0 as is, 1 mirrored, 2.. a window) the alignment is of
     keyframe: Features | None = None
     pixels: float = -1.0  # agreement of the aligned pixels (utils.verify.aligned_similarity), once computed
+    tried: set[int] = field(default_factory=set)  # query views already aligned with it
 
     @property
     def inliers(self) -> int:
@@ -125,6 +135,17 @@ class _Candidate:
         if self.base < 0:
             return [0, 1]
         return [v for v in (0, 1) if self.by_view[v] >= self.base - ORIENTATION_MARGIN]
+
+
+@dataclass
+class _Query:
+    """One query in flight: its views (as is, mirrored, then any windows), their first two vectors, the
+    keyframes they found, and the ORB features computed per view."""
+
+    views: list[np.ndarray]
+    vecs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    cands: dict[int, _Candidate] = field(default_factory=dict)
+    feats: dict[int, Features] = field(default_factory=dict)
 
 
 class Searcher:
@@ -139,62 +160,91 @@ class Searcher:
 
     def search(self, queries: Sequence[tuple[str, np.ndarray]], top_k: int | None = None,
                threshold: float | None = None) -> list[Answer]:
-        """Answer each (name, RGB image) query; results under ``threshold`` are dropped."""
+        """Answer each (name, RGB image) query; results under ``threshold`` are dropped.
+
+        The whole picture and its mirror first; windows only for queries that no keyframe aligned with
+        firmly (SETTLED_INLIERS): they find an inset or a small player picture, and cost the most."""
         if not queries:
             return []
         top_k = top_k or self.cfg.search.top_k
         threshold = self.cfg.search.threshold if threshold is None else threshold
-        verify = self.cfg.search.verify
-        base_views = [query_views(rgb) for _, rgb in queries]
-        win_views = [windows(b[0]) if verify else [] for b in base_views]
-        flat = [v for b, w in zip(base_views, win_views) for v in b + w]
-        vectors = self.embedder.embed(flat)
-        per_query = [len(b) + len(w) for b, w in zip(base_views, win_views)]
-        answers, pos = [], 0
-        for (name, _), views, n in zip(queries, base_views, per_query):
-            vecs = vectors[pos:pos + n]
-            pos += n
-            cands = self._candidates(vecs)
-            query_feats = self._verify(cands, views) if verify else {}
-            matches = self._rank(cands, top_k, threshold, query_feats)
+        states = [_Query(query_views(rgb)) for _, rgb in queries]
+        base_vecs = self.embedder.embed([v for q in states for v in q.views])
+        for i, q in enumerate(states):
+            q.vecs = base_vecs[2 * i:2 * i + 2]
+            self._add_hits(q, self.store.search(q.vecs, self.cfg.search.candidates), first_view=0)
+        if self.cfg.search.verify:
+            for q in states:
+                self._verify(q)
+            open_ = [q for q in states if max((c.inliers for c in q.cands.values()), default=0) < SETTLED_INLIERS]
+            wins = [windows(q.views[0]) for q in open_]
+            if open_:
+                hits = self.store.search(self.embedder.embed([w for ws in wins for w in ws]), WINDOW_HITS)
+                pos = 0
+                for q, ws in zip(open_, wins):
+                    self._add_hits(q, hits[pos:pos + len(ws)], first_view=len(q.views))
+                    pos += len(ws)
+                    q.views += ws
+                    self._verify(q)
+        answers = []
+        for (name, _), q in zip(queries, states):
+            matches = self._rank(q.cands, top_k, threshold, q.feats)
             if matches and self.cfg.search.refine:
-                self._refine(matches[0], vecs[:2])
+                self._refine(matches[0], q.vecs)
             answers.append(Answer(name, matches))
         return answers
 
-    def _candidates(self, vecs: np.ndarray) -> dict[int, _Candidate]:
-        """Keyframe hits of all views of one query, keyed by keyframe id."""
-        base = self.store.search(vecs[:2], self.cfg.search.candidates)
-        wins = self.store.search(vecs[2:], WINDOW_HITS) if len(vecs) > 2 else []
-        cands: dict[int, _Candidate] = {}
-        for view, hits in enumerate(base + wins):
-            for h in hits:
-                c = cands.setdefault(h.id, _Candidate(h))
+    @staticmethod
+    def _add_hits(q: _Query, hits: list[list[Hit]], first_view: int) -> None:
+        """Record the keyframe hits of query views ``first_view``, ``first_view + 1``... (0 as is,
+        1 mirrored, 2.. windows)."""
+        for view, view_hits in enumerate(hits, start=first_view):
+            for rank, h in enumerate(view_hits):
+                c = q.cands.setdefault(h.id, _Candidate(h))
                 c.any_view = max(c.any_view, h.score)
                 if view < 2:
                     c.base = max(c.base, h.score)
                     c.by_view[view] = max(c.by_view[view], h.score)
-        return cands
+                elif rank < WINDOW_LEADS:
+                    c.led.append(view)
 
-    def _verify(self, cands: dict[int, _Candidate], views: list[np.ndarray]) -> dict[int, Features]:
-        """Align the strongest candidates and the leading video's keyframes with the query (ORB + RANSAC);
-        returns the query features per view, for :meth:`_moment`."""
-        query_feats: dict[int, Features] = {}
+    def _verify(self, q: _Query) -> None:
+        """Align with the query (ORB + RANSAC) its strongest candidates, the leading video's keyframes and
+        each window's first hits; keeps the query's features per view in ``q.feats`` for :meth:`_moment`.
+        Pairs already aligned are not aligned again (windows arrive in a second round).
+
+        A window's first hits are aligned with the window itself when the whole picture does not align:
+        a small inset (picture-in-picture) gets few of the whole picture's keypoints, and its
+        embedding score is lower than the background's look-alikes, so only its window finds it."""
+        cands = q.cands
+        if not cands:
+            return
+
+        def try_views(c: _Candidate, view_ids: list[int]) -> None:
+            for v in view_ids:
+                if v in c.tried:
+                    continue
+                c.tried.add(v)
+                if v not in q.feats:
+                    q.feats[v] = features(q.views[v])
+                found = align(q.feats[v], c.keyframe)
+                if found.inliers > c.inliers:
+                    c.alignment, c.view = found, v
+
         by_any = sorted(cands.values(), key=lambda c: -c.any_view)[: self.cfg.search.verify_candidates]
         lead = max(cands.values(), key=lambda c: c.base).hit.video_id
         of_lead = sorted((c for c in cands.values() if c.hit.video_id == lead), key=lambda c: -c.base)
-        chosen = {c.hit.id: c for c in by_any + of_lead[:BEST_VIDEO_CANDIDATES]}
-        rows = self.cat.keyframes_by_id(list(chosen))
+        led = [c for c in cands.values() if c.led]
+        chosen = {c.hit.id: c for c in by_any + of_lead[:BEST_VIDEO_CANDIDATES] + led}
+        rows = self.cat.keyframes_by_id([kid for kid, c in chosen.items() if c.keyframe is None])
         for kid, c in chosen.items():
             if kid in rows:
                 c.keyframe = keyframe_features(str(self.cfg.data_path / rows[kid].image_path))
-                for v in c.orientations():
-                    if v not in query_feats:
-                        query_feats[v] = features(views[v])
-                    found = align(query_feats[v], c.keyframe)
-                    if found.inliers > c.inliers:
-                        c.alignment, c.view = found, v
-        return query_feats
+            if c.keyframe is None:
+                continue
+            try_views(c, c.orientations())
+            if c.inliers < self.cfg.search.verify_min_inliers:
+                try_views(c, c.led)
 
     def _rank(self, cands: dict[int, _Candidate], top_k: int, threshold: float,
               query_feats: dict[int, Features]) -> list[Match]:
