@@ -248,7 +248,9 @@ class Searcher:
 
     def _rank(self, cands: dict[int, _Candidate], top_k: int, threshold: float,
               query_feats: dict[int, Features]) -> list[Match]:
-        """One answer per video: geometrically verified videos first, then by whole-picture score."""
+        """One answer per video: geometrically verified videos first, then the rest, each by its score (a
+        picture-in-picture's inset may align with fewer keypoints than a look-alike of its background,
+        but its pixels agree better)."""
         min_inliers = self.cfg.search.verify_min_inliers
         by_video: dict[int, list[_Candidate]] = {}
         for c in cands.values():
@@ -257,12 +259,12 @@ class Searcher:
         for video_id, cs in by_video.items():
             most = max(c.inliers for c in cs)
             verified = self._moment(cs, most, query_feats) if most >= min_inliers else None
-            if verified is not None and verified.inliers >= min_inliers:  # the moment's own keyframe verified
+            if verified is not None:
                 # the score of a verified answer: the embedding's, or how well the aligned pixels agree when
                 # higher (heavy edits lower the first, not the second; the same room with other content
                 # in it lowers the second)
                 score = max(verified.any_view, max(c.base for c in cs), verified.pixels)
-                scored.append(((1, most), score, verified, cs))
+                scored.append(((1, score), score, verified, cs))
             else:
                 best = max(cs, key=lambda c: c.base)
                 scored.append(((0, best.base), best.base, best, cs))
@@ -283,13 +285,15 @@ class Searcher:
         return matches
 
     def _moment(self, cs: list[_Candidate], most: int, query_feats: dict[int, Features]) -> _Candidate:
-        """The keyframe of one verified video (``most`` inliers at best) that shows the query's moment.
+        """The keyframe of one verified video (``most`` inliers at best) that shows the query's moment,
+        among its verified keyframes.
 
         The best-aligned keyframe, except in a static shot, where several keyframes align about as
         well (the same background keypoints): there the query laid onto each of them decides, pixel
         by pixel (:func:`~utils.verify.aligned_similarity`), where the pixels differ at all; among
         keyframes the pixels cannot tell apart, the most inliers, then the embedding, decide."""
-        alike = [c for c in cs if c.inliers >= MOMENT_INLIER_SHARE * most and c.keyframe is not None]
+        floor = max(MOMENT_INLIER_SHARE * most, self.cfg.search.verify_min_inliers)
+        alike = [c for c in cs if c.inliers >= floor and c.keyframe is not None]
         for c in alike:
             c.pixels = aligned_similarity(query_feats[c.view], c.keyframe, c.alignment)
         top = max(c.pixels for c in alike)
