@@ -130,10 +130,11 @@ class _Candidate:
         return self.alignment.inliers
 
     def orientations(self) -> list[int]:
-        """The query views (0 as is, 1 mirrored) worth verifying against this keyframe: the one that
-        found it, both when they score alike or only a window found it. Halves the ORB work."""
+        """The whole-picture views (0 as is, 1 mirrored) worth verifying against this keyframe: the one
+        that found it, both when they score alike; the picture as is when only a window (cut from it)
+        found it. Halves the ORB work."""
         if self.base < 0:
-            return [0, 1]
+            return [0]
         return [v for v in (0, 1) if self.by_view[v] >= self.base - ORIENTATION_MARGIN]
 
 
