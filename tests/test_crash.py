@@ -7,10 +7,12 @@ test process reads the catalogue alone to time its kills, and asks Check.py for 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +56,24 @@ def test_killed_insert2milvus_then_rerun_is_consistent(cfg, after):
     res = run_script("Insert2Milvus.py", "--json", env=env)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["embedded"] == total - embedded
+    assert check(env)["found"]["clean"] is True
+
+
+def test_lost_milvus_file_after_a_partial_insert_is_refilled_whole(cfg):
+    """Half the keyframes flagged embedded, then the Milvus Lite file is lost: the re-run finds a new
+    collection and embeds every keyframe, including those its first look saw as done."""
+    videos = need_videos()
+    env = {**config_env(cfg), "P4V_MODEL__BATCH_SIZE": "8"}
+    assert run_script("Create.py", *[str(videos / c) for c in CLIPS], env=env).returncode == 0
+    kill_when(cfg, env, "Insert2Milvus.py", [], lambda cat: cat.counts()["embedded"] >= 64)
+    with open_catalogue(cfg) as cat:
+        total, embedded = cat.counts()["keyframes"], cat.counts()["embedded"]
+    assert 0 < embedded < total
+    for p in Path(cfg.milvus_uri).parent.glob(Path(cfg.milvus_uri).name + "*"):
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    res = run_script("Insert2Milvus.py", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["embedded"] == total
     assert check(env)["found"]["clean"] is True
 
 

@@ -15,7 +15,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .catalogue import Catalogue
+from .catalogue import Catalogue, KeyframeRow
 from .config import Config
 from .embedder import Embedder
 from .errors import InputError
@@ -59,16 +59,18 @@ def read_keyframe(path: str) -> np.ndarray:
     return cut_borders(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
 
 
-def open_collection(cat: Catalogue, store: VectorStore, embedder: Embedder, rebuild: bool = False) -> None:
+def open_collection(cat: Catalogue, store: VectorStore, embedder: Embedder, rebuild: bool = False) -> bool:
     """Make sure the collection exists for this model (refusing another model's); a new one holds
-    nothing, whatever the catalogue's flags said, so every keyframe is flagged for embedding."""
+    nothing, whatever the catalogue's flags said, so every keyframe is flagged for embedding.
+    Returns whether it is new."""
     if rebuild:
         store.drop()
     if store.model() is None:
         store.ensure(model_info(embedder))
         cat.mark_all_unembedded()
-    else:
-        store.check(model_info(embedder))
+        return True
+    store.check(model_info(embedder))
+    return False
 
 
 class EmbedSink:
@@ -142,34 +144,70 @@ class EmbedSink:
 def embed_pending(cfg: Config, cat: Catalogue, store: VectorStore, embedder: Embedder,
                   video_id: int | None = None, rebuild: bool = False,
                   on_batch: Callable[[int, int], None] | None = None) -> EmbedSummary:
-    """Embed and insert pending keyframes; ``on_batch(done, total)`` reports progress."""
+    """Embed and insert pending keyframes into an open Milvus; ``on_batch(done, total)`` reports progress."""
+    return _embed(cfg, cat, lambda: store, embedder, video_id, rebuild, on_batch)
+
+
+def embed_library(cfg: Config, cat: Catalogue, video_id: int | None = None, rebuild: bool = False,
+                  on_batch: Callable[[int, int], None] | None = None) -> EmbedSummary:
+    """What Insert2Milvus.py runs: load the configured model and embed pending keyframes while Milvus
+    opens in a thread (Milvus Lite starts its engine: over a second)."""
+    embedder = Embedder.from_config(cfg)
+    with ThreadPoolExecutor(max_workers=1) as opener:
+        opening = opener.submit(VectorStore, cfg)
+        try:
+            return _embed(cfg, cat, opening.result, embedder, video_id, rebuild, on_batch)
+        finally:
+            if opening.exception() is None:
+                opening.result().close()
+
+
+def _embed(cfg: Config, cat: Catalogue, get_store: Callable[[], VectorStore], embedder: Embedder,
+           video_id: int | None, rebuild: bool, on_batch: Callable[[int, int], None] | None) -> EmbedSummary:
+    """The embedding loop, pipelined: while one batch goes to Milvus and its flags are set, the next
+    is read and embedded in threads; the first is embedded before the store is asked for (so a
+    store still opening costs nothing). Should the collection turn out new (or rebuilt), every
+    keyframe is pending again and the listing restarts from the first, keeping that first batch's
+    work when it is still the first."""
     start = time.perf_counter()
     summary = EmbedSummary(rebuilt=rebuild)
-    open_collection(cat, store, embedder, rebuild)
-    total = cat.count_keyframes(video_id=video_id, embedded=False)
-    summary.already = cat.count_keyframes(video_id=video_id, embedded=True)
     batch = max(cfg.model.batch_size, 1) * 4
-    last_id = 0
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        while rows := cat.keyframes(video_id=video_id, embedded=False, after_id=last_id, limit=batch):
-            images = list(pool.map(read_keyframe, [str(cfg.data_path / k.image_path) for k in rows]))
-            vectors = embedder.embed(images)
-            store.upsert([k.id for k in rows], [k.video_id for k in rows], [k.timestamp for k in rows], vectors)
-            cat.mark_embedded([k.id for k in rows])
+
+    def pending(after_id: int) -> list[KeyframeRow]:
+        return cat.keyframes(video_id=video_id, embedded=False, after_id=after_id, limit=batch)
+
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as worker:
+        def submit(rows: list[KeyframeRow]) -> Future[np.ndarray] | None:
+            """Read (one thread) and embed (another) a batch: the next batch's JPEGs are decoded while
+            this one is in the model."""
+            if not rows:
+                return None
+            images = reader.submit(lambda paths: [read_keyframe(p) for p in paths],
+                                   [str(cfg.data_path / k.image_path) for k in rows])
+            return worker.submit(lambda: embedder.embed(images.result()))
+
+        rows = [] if rebuild else pending(0)
+        work = submit(rows)
+        store = get_store()
+        if open_collection(cat, store, embedder, rebuild):
+            first = pending(0)
+            if [k.id for k in first] != [k.id for k in rows]:
+                rows, work = first, submit(first)
+        total = cat.count_keyframes(video_id=video_id, embedded=False)
+        summary.already = cat.count_keyframes(video_id=video_id, embedded=True)
+        while rows and work is not None:
+            upcoming = pending(rows[-1].id)
+            next_work = submit(upcoming)
+            vectors = work.result()
+            ids = [k.id for k in rows]
+            store.upsert(ids, [k.video_id for k in rows], [k.timestamp for k in rows], vectors)
+            cat.mark_embedded(ids)
             summary.embedded += len(rows)
-            last_id = rows[-1].id
             if on_batch:
                 on_batch(summary.embedded, total)
+            rows, work = upcoming, next_work
     if summary.embedded or rebuild:
         store.flush()
         store.load()
     summary.wall_s = time.perf_counter() - start
     return summary
-
-
-def embed_library(cfg: Config, cat: Catalogue, video_id: int | None = None, rebuild: bool = False,
-                  on_batch: Callable[[int, int], None] | None = None) -> EmbedSummary:
-    """Open the configured model and Milvus, then ``embed_pending``: what Insert2Milvus.py and Create.py --embed run."""
-    embedder = Embedder.from_config(cfg)
-    with VectorStore(cfg) as store:
-        return embed_pending(cfg, cat, store, embedder, video_id=video_id, rebuild=rebuild, on_batch=on_batch)
