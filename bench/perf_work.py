@@ -254,15 +254,6 @@ def instrument_ingest(st: Stages, capture: dict[str, list[Any]] | None) -> None:
     if sink_cls is not None:
         st.wrap(sink_cls, "commit", "sink_commit")
         st.wrap(sink_cls, "close", "sink_close")
-    pool_cls = getattr(embed_job, "ThreadPoolExecutor", None)
-    if pool_cls is not None:
-        class TimedPool(pool_cls):  # type: ignore[misc, valid-type]
-            def map(self, fn, *iterables, **kw):  # noqa: ANN001
-                t0 = time.perf_counter()
-                out = list(super().map(fn, *iterables, **kw))
-                st.add("jpeg_read", time.perf_counter() - t0)
-                return iter(out)
-        embed_job.ThreadPoolExecutor = TimedPool
     VS = vectorstore.VectorStore
     st.wrap(VS, "__init__", "milvus_open")
     for name in ("ensure", "check", "drop"):
@@ -282,8 +273,8 @@ def instrument_ingest(st: Stages, capture: dict[str, list[Any]] | None) -> None:
 
 def stage_table(st: Stages, wall: float) -> list[dict[str, Any]]:
     t = st.t
-    read = t["jpeg_read"] if st.n["jpeg_read"] else t["jpeg_read_cpu"]
-    # the pool's wall time split by the threads' own shares: imread + BGR->RGB vs cut_borders
+    read = t["jpeg_read_cpu"]  # the reader thread's busy time
+    # split by the threads' own shares: imread + BGR->RGB vs cut_borders
     cut_frac = t["cut_in_read"] / t["jpeg_read_cpu"] if t["jpeg_read_cpu"] > 0 else 0.0
     rows = [
         ("start-up (imports)", t["startup"]),
