@@ -16,14 +16,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from utils import cli  # noqa: E402
 from utils.catalogue import open_catalogue  # noqa: E402
 from utils.check import find_drift, repair  # noqa: E402
-from utils.embed_job import embed_pending, model_info  # noqa: E402
+from utils.embed_job import embed_pending  # noqa: E402
 from utils.embedder import Embedder  # noqa: E402
-from utils.vectorstore import VectorStore  # noqa: E402
+from utils.vectorstore import ModelInfo, VectorStore  # noqa: E402
 
 
 def main(args, cfg) -> int:
     embedder = Embedder.from_config(cfg)
-    model = model_info(embedder)
+    model = ModelInfo.of(embedder)
     doc: dict[str, object] = {}
     with open_catalogue(cfg) as cat, VectorStore(cfg) as store:
         drift = find_drift(cfg, cat, store, model)

@@ -8,10 +8,10 @@ import pytest
 from conftest import need_videos
 from utils.catalogue import VideoMeta, open_catalogue, owner_id
 from utils.check import find_drift, repair
-from utils.embed_job import embed_library, embed_pending, model_info
+from utils.embed_job import embed_library, embed_pending
 from utils.embedder import Embedder
 from utils.ingest import ingest
-from utils.vectorstore import VectorStore
+from utils.vectorstore import ModelInfo, VectorStore
 
 CLIPS = ["spiral_1s_240p_av1.avi", "mdn_flower_540p_vp8.webm", "carphone_qcif_h264.mp4"]
 
@@ -29,12 +29,12 @@ def library(cfg):
 
 def test_clean_library_has_no_drift(library):
     cfg, cat, store, embedder = library
-    assert find_drift(cfg, cat, store, model_info(embedder)).clean
+    assert find_drift(cfg, cat, store, ModelInfo.of(embedder)).clean
 
 
 def test_every_fault_found_and_repaired(library):
     cfg, cat, store, embedder = library
-    model = model_info(embedder)
+    model = ModelInfo.of(embedder)
     videos = {v.path.rsplit("/", 1)[-1]: v for v in cat.videos()}
     flower = cat.video_keyframes(videos["mdn_flower_540p_vp8.webm"].id)
     carphone = videos["carphone_qcif_h264.mp4"]
@@ -77,7 +77,7 @@ def test_dead_local_ingest_is_found(library):
     cfg, cat, store, embedder = library
     claim = cat.claim_video(VideoMeta("/x.mp4", "e" * 64, 1, "mp4", "h264", 2, 2, 25.0, 1.0),
                             f"{owner_id().rsplit(':', 1)[0]}:999999999", 600)
-    drift = find_drift(cfg, cat, store, model_info(embedder))
+    drift = find_drift(cfg, cat, store, ModelInfo.of(embedder))
     assert drift.unfinished_ingests == [claim.video.id]
     repair(cfg, cat, store, drift)
-    assert cat.video(claim.video.id) is None and find_drift(cfg, cat, store, model_info(embedder)).clean
+    assert cat.video(claim.video.id) is None and find_drift(cfg, cat, store, ModelInfo.of(embedder)).clean

@@ -45,10 +45,6 @@ class EmbedSummary:
                 f"{rate:.1f} keyframes/s" + (", collection rebuilt" if self.rebuilt else ""))
 
 
-def model_info(embedder: Embedder) -> ModelInfo:
-    return ModelInfo(embedder.name, embedder.sha256, embedder.dim)
-
-
 def read_keyframe(path: str) -> np.ndarray:
     """A stored keyframe as it is embedded: RGB with flat borders cut, exactly as queries are.
 
@@ -66,10 +62,10 @@ def open_collection(cat: Catalogue, store: VectorStore, embedder: Embedder, rebu
     if rebuild:
         store.drop()
     if store.model() is None:
-        store.ensure(model_info(embedder))
+        store.ensure(ModelInfo.of(embedder))
         cat.mark_all_unembedded()
         return True
-    store.check(model_info(embedder))
+    store.check(ModelInfo.of(embedder))
     return False
 
 

@@ -337,7 +337,7 @@ class CopyDetector:
         self.cat = cat
         self.store = store
         self.embedder = embedder
-        store.check(ModelInfo(embedder.name, embedder.sha256, embedder.dim))
+        store.check(ModelInfo.of(embedder))
         self._videos: dict[int, Video | None] = {}
         self._flat: dict[int, bool] = {}  # library keyframe id -> its image is flat
         self._paths: dict[int, str] = {}  # library keyframe id -> image path under data_dir

@@ -157,7 +157,7 @@ class Searcher:
         self.cat = cat
         self.store = store
         self.embedder = embedder
-        store.check(ModelInfo(embedder.name, embedder.sha256, embedder.dim))
+        store.check(ModelInfo.of(embedder))
 
     def search(self, queries: Sequence[tuple[str, np.ndarray]], top_k: int | None = None,
                threshold: float | None = None) -> list[Answer]:

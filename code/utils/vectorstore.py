@@ -15,12 +15,15 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
 from .config import Config
 from .errors import VectorStoreError
+
+if TYPE_CHECKING:
+    from .embedder import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,11 @@ class ModelInfo:
     name: str
     sha256: str
     dim: int
+
+    @classmethod
+    def of(cls, embedder: Embedder) -> ModelInfo:
+        """The identity of the vectors ``embedder`` makes."""
+        return cls(embedder.name, embedder.sha256, embedder.dim)
 
     def props(self) -> dict[str, str]:
         return dict(zip(MODEL_PROPS, (self.name, self.sha256, str(self.dim))))
