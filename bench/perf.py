@@ -602,7 +602,8 @@ def report(info: dict[str, str], R: dict[str, Any]) -> str:
           "luma thumbnails; colour conversion is the interval between `scaled_size()` and `Keyframe()` in "
           "`keep()` (the `to_ndarray(rgb24, 480 px, AREA)` call). Create runs its stages one after another "
           "(\"other\" is what no timer saw: the ingest loop, gc); Insert2Milvus reads the next batch's JPEGs and "
-          "embeds it in threads while the last batch goes to Milvus, so its stages are busy time; with Create --embed the embedding thread overlaps the decoder and the shares are busy time. "
+          "embeds it in threads while the last batch goes to Milvus, so its stages are busy time; with Create "
+          "--embed the embedding thread overlaps the decoder and the shares are busy time. "
           "FFmpeg's frame threads keep decoding while Python works on a frame, so \"demux + decode\" is the time "
           "the main thread waits for frames, not the decoder's CPU time (compare the bare decode and the "
           "extractor-alone rows above).", ""]
