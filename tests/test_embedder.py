@@ -12,7 +12,7 @@ import pytest
 
 from utils.config import Config
 from utils.embedder import Embedder
-from utils.errors import ModelError
+from utils.errors import ImageError, ModelError
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "code" / "model"
 MODELS = {v: MODEL_DIR / f"efficientnet_lite0_{v}.onnx" for v in ("int8", "fp32")}
@@ -62,6 +62,23 @@ def test_alone_equals_in_batch(embedder: Embedder, shots: dict[str, list[np.ndar
     batched = embedder.embed(frames)
     for i in (0, 5, 9):
         np.testing.assert_allclose(embedder.embed([frames[i]])[0], batched[i], rtol=0, atol=1e-5)
+
+
+def test_preprocessing_threads_change_nothing(shots: dict[str, list[np.ndarray]]) -> None:
+    """Three threads cut each batch of 4 into slices of 2 (and the last batch of 2 into slices of 1),
+    written in place while the model runs the batch before: the rows must be those of one thread."""
+    frames = [f for pair in shots.values() for f in pair]
+    one, three = (Embedder(MODELS["int8"], device="cpu", batch_size=4, preprocess_threads=k) for k in (1, 3))
+    assert three.preprocess_threads == 3
+    np.testing.assert_allclose(three.embed(frames), one.embed(frames), rtol=0, atol=1e-6)
+
+
+def test_bad_image_in_a_later_batch_is_named(shots: dict[str, list[np.ndarray]]) -> None:
+    """An image the pool rejects while the model runs an earlier batch still stops the call with its reason."""
+    frames = [f for pair in shots.values() for f in pair]
+    frames[6] = frames[6][..., 0]  # greyscale: HxW, not HxWx3
+    with pytest.raises(ImageError, match="expected an HxWx3 uint8 RGB array"):
+        Embedder(MODELS["int8"], device="cpu", batch_size=4, preprocess_threads=2).embed(frames)
 
 
 def test_same_shot_closer_than_other_videos(embedder: Embedder, shots: dict[str, list[np.ndarray]]) -> None:

@@ -75,6 +75,7 @@ class ModelConfig:
     variant: str = "auto"  # auto (int8 on CPU, fp32 on GPU) | int8 | fp32
     batch_size: int = 32
     threads: int = 0  # onnxruntime intra-op threads, 0 = all cores
+    preprocess_threads: int = 0  # threads resizing the next batch while the model runs; 0 = by device
     projection: str = "code/model/efficientnet_lite0_pca256.npz"  # PCA after the model; "" = raw 1280-d
 
 
@@ -295,6 +296,7 @@ def _validate(cfg: Config) -> None:
         (cfg.model.device in ("auto", "cpu", "cuda"), "model.device must be auto, cpu or cuda"),
         (cfg.model.variant in ("auto", "int8", "fp32"), "model.variant must be auto, int8 or fp32"),
         (cfg.model.batch_size >= 1, "model.batch_size must be >= 1"),
+        (cfg.model.preprocess_threads >= 0, "model.preprocess_threads must be >= 0"),
         (cfg.milvus.metric_type in ("COSINE", "IP"), "milvus.metric_type must be COSINE or IP"),
         (cfg.search.top_k >= 1, "search.top_k must be >= 1"),
         *((getattr(cfg.retrieval, n) > 0, f"retrieval.{n} must be > 0")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Sequence
 
@@ -32,6 +34,11 @@ log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+# cuDNN picks each convolution's algorithm per input shape. Its exhaustive search (onnxruntime's
+# default) costs 0.7-1.4 s the first time a batch size is seen: a query (2 images) or a short last
+# batch pays it. The heuristic choice costs 0.1-0.5 s and ran as fast afterwards on an H200
+# (6,335 against 6,432 images/s at batch 32; bench/results/gpu.md).
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
 METADATA_FILE = "model.json"
 
 
@@ -114,11 +121,15 @@ class Embedder:
     """
 
     def __init__(self, model_path: Path, device: str = "auto", batch_size: int = 32, threads: int = 0,
-                 expected_sha256: str | None = None, projection: Path | None = None) -> None:
+                 expected_sha256: str | None = None, projection: Path | None = None,
+                 preprocess_threads: int = 0) -> None:
         """Verify and load ``model_path`` (and the ``projection`` applied after it, if any).
 
         ``expected_sha256`` overrides the hash in ``model.json``, e.g. to insist on the model an
         existing index was built with. ``threads`` = 0 lets onnxruntime use every core.
+        ``preprocess_threads`` resize the next batch while the model runs this one; 0 = as many as
+        the device needs: on a GPU the model outruns one resizing thread several times over, on a
+        CPU one thread beside onnxruntime's keeps it fed.
         ``name``, ``sha256`` and ``dim`` then describe the vectors as stored: with a projection the
         name gets its suffix (``-pca256``) and the sha256 covers both files.
         Raises :class:`ModelError` if a file is missing, its hash differs, or the device is unusable.
@@ -154,7 +165,7 @@ class Embedder:
         # no busy-waiting between runs: the decoder, OpenCV and numpy share these cores with the model
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = _providers(device)
+        providers = [(p, CUDA_OPTIONS) if p == CUDA else p for p in _providers(device)]
         try:
             self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt graphs
@@ -163,6 +174,10 @@ class Embedder:
         if device == "cuda" and self.provider != CUDA:
             raise ModelError("model.device is 'cuda' but the CUDA provider failed to start "
                              "(check the CUDA/cuDNN libraries onnxruntime-gpu needs, or set model.device: cpu)")
+        if preprocess_threads < 0:
+            raise ModelError(f"preprocess_threads must be >= 0, got {preprocess_threads}")
+        self.preprocess_threads = preprocess_threads or (min(8, os.cpu_count() or 1) if self.provider == CUDA else 1)
+        self._pool: ThreadPoolExecutor | None = None  # started by the first call of more than one batch
         log.info("loaded %s (%s) on %s", self.name, self.sha256[:12], self.provider)
 
     @classmethod
@@ -176,7 +191,7 @@ class Embedder:
         m = cfg.model
         if m.variant not in ("auto", "int8", "fp32"):
             raise ModelError(f"unknown model variant {m.variant!r} (use auto, int8 or fp32)")
-        kwargs = {"batch_size": m.batch_size, "threads": m.threads,
+        kwargs = {"batch_size": m.batch_size, "threads": m.threads, "preprocess_threads": m.preprocess_threads,
                   "projection": cfg.resolve(m.projection) if m.projection else None}
         cpu_path, gpu_path = cfg.resolve(m.cpu_path), cfg.resolve(m.gpu_path)
         if m.variant != "auto":
@@ -216,12 +231,32 @@ class Embedder:
         return self._run("logits", int(shapes["logits"][-1]), images)
 
     def _run(self, output: str, width: int, images: Sequence[np.ndarray]) -> np.ndarray:
-        """(n, width) float32 of one model output, preprocessing and running batch_size images at a time."""
+        """(n, width) float32 of one model output, running batch_size images at a time; while the model
+        runs one batch, the pool prepares the next (onnxruntime and OpenCV both release the GIL)."""
         out = np.empty((len(images), width), dtype=np.float32)
+        if len(images) <= self.batch_size:  # a query: nothing to overlap
+            if len(images):
+                out[:] = self._session.run([output], {self._input: to_model_input(images, self._size)})[0]
+            return out
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.preprocess_threads, thread_name_prefix="p4v-preprocess")
+        ahead = self._prepare(self._pool, images[:self.batch_size])
         for start in range(0, len(images), self.batch_size):
-            batch = to_model_input(images[start:start + self.batch_size], self._size)
+            batch, parts = ahead
+            for part in parts:
+                part.result()  # re-raises an ImageError of that slice
+            if start + self.batch_size < len(images):
+                ahead = self._prepare(self._pool, images[start + self.batch_size:start + 2 * self.batch_size])
             out[start:start + len(batch)] = self._session.run([output], {self._input: batch})[0]
         return out
+
+    def _prepare(self, pool: ThreadPoolExecutor, images: Sequence[np.ndarray]
+                 ) -> tuple[np.ndarray, list[Future[np.ndarray]]]:
+        """Start preparing one batch: a slice per pool thread, each written into the batch in place."""
+        batch = np.empty((len(images), 3, self._size, self._size), dtype=np.float32)
+        step = -(-len(images) // self.preprocess_threads)
+        return batch, [pool.submit(to_model_input, images[s:s + step], self._size, batch[s:s + step])
+                       for s in range(0, len(images), step)]
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

@@ -26,9 +26,11 @@ MEAN = 127.0
 STD = 128.0
 
 
-def to_model_input(images: Sequence[np.ndarray], size: int = 224) -> np.ndarray:
+def to_model_input(images: Sequence[np.ndarray], size: int = 224, out: np.ndarray | None = None) -> np.ndarray:
     """Stack HxWx3 uint8 RGB images of any size into an NCHW float32 batch of ``size`` x ``size``.
 
+    ``out`` (len(images), 3, size, size) float32, if given, receives the batch: threads preparing
+    slices of one batch then write straight into it, with no copy to join them.
     Raises :class:`ImageError` naming the offending image if one is not HxWx3 uint8 or is empty.
     """
     batch = np.empty((len(images), size, size, 3), dtype=np.uint8)
@@ -42,7 +44,10 @@ def to_model_input(images: Sequence[np.ndarray], size: int = 224) -> np.ndarray:
             batch[i] = img
         else:
             cv2.resize(img, (size, size), dst=batch[i], interpolation=cv2.INTER_AREA)
-    out = batch.transpose(0, 3, 1, 2).astype(np.float32, order="C")
+    if out is None:
+        out = batch.transpose(0, 3, 1, 2).astype(np.float32, order="C")
+    else:
+        np.copyto(out, batch.transpose(0, 3, 1, 2))
     out -= MEAN
     out *= 1.0 / STD  # exact: 1/128 is a power of two
     return out
