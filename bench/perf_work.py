@@ -207,6 +207,7 @@ def instrument_ingest(st: Stages, capture: dict[str, list[Any]] | None) -> None:
     import utils.catalogue as catalogue
     import utils.embed_job as embed_job
     import utils.embedder as embedder
+    import utils.images as images
     import utils.ingest as ingest
     import utils.keyframes as keyframes
     import utils.vectorstore as vectorstore
@@ -237,7 +238,7 @@ def instrument_ingest(st: Stages, capture: dict[str, list[Any]] | None) -> None:
                 return orig_cut(*a, **kw)
             finally:
                 st.add("cut_in_read" if getattr(local, "in_read", False) else "cut_direct", time.perf_counter() - t0)
-        embed_job.cut_borders = cut_borders
+        embed_job.cut_borders = images.cut_borders = cut_borders  # EmbedSink.add's and read_keyframe's
     else:
         st.missing.append("embed_job.cut_borders")
     if orig_read is not None:
@@ -410,7 +411,7 @@ def w_ingest(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _keyframe_images(data_dir: Path, n: int, seed: int = 0) -> list[np.ndarray]:
-    from utils.embed_job import read_keyframe
+    from utils.images import read_keyframe
 
     paths = sorted((data_dir / "keyframes").glob("*/*/*.jpg"))
     random.Random(seed).shuffle(paths)
@@ -552,8 +553,8 @@ def _projection_check(cfg: Any, cat: Any, embedder: Any, capture_path: str,
                       queries: list[tuple[str, np.ndarray]]) -> dict[str, Any] | None:
     """Brute-force top-1 video on the real library with the product's vectors (what ingest stored: the
     projection applied) and with the raw model features of the same keyframe images and queries."""
-    from utils.embed_job import read_keyframe
     from utils.embedder import METADATA_FILE
+    from utils.images import read_keyframe
 
     if embedder.projection is None:
         return None

@@ -12,14 +12,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from .catalogue import Catalogue, KeyframeRow
 from .config import Config
 from .embedder import Embedder
-from .errors import InputError
-from .images import cut_borders
+from .images import cut_borders, read_keyframe
 from .vectorstore import ModelInfo, VectorStore
 
 
@@ -43,16 +41,6 @@ class EmbedSummary:
         rate = self.embedded / self.wall_s if self.wall_s > 0 else 0.0
         return (f"embedded {self.embedded} keyframes ({self.already} were already in Milvus) in {self.wall_s:.1f} s, "
                 f"{rate:.1f} keyframes/s" + (", collection rebuilt" if self.rebuilt else ""))
-
-
-def read_keyframe(path: str) -> np.ndarray:
-    """A stored keyframe as it is embedded: RGB with flat borders cut, exactly as queries are.
-
-    A missing file is drift between disk and catalogue."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"keyframe image missing or unreadable: {path} (run Check.py --repair)")
-    return cut_borders(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
 
 
 def open_collection(cat: Catalogue, store: VectorStore, embedder: Embedder, rebuild: bool = False) -> bool:
@@ -172,15 +160,17 @@ def _embed(cfg: Config, cat: Catalogue, get_store: Callable[[], VectorStore], em
     def pending(after_id: int) -> list[KeyframeRow]:
         return cat.keyframes(video_id=video_id, embedded=False, after_id=after_id, limit=batch)
 
-    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as worker:
+    # as many readers as the embedder has preprocessing threads: one keeps a CPU's model fed, a GPU
+    # embeds several times faster than one thread decodes JPEGs (bench/results/gpu.md)
+    with ThreadPoolExecutor(max_workers=embedder.preprocess_threads) as reader, \
+            ThreadPoolExecutor(max_workers=1) as worker:
         def submit(rows: list[KeyframeRow]) -> Future[np.ndarray] | None:
-            """Read (one thread) and embed (another) a batch: the next batch's JPEGs are decoded while
-            this one is in the model."""
+            """Read (reader threads) and embed (another) a batch: the next batch's JPEGs are decoded
+            while this one is in the model."""
             if not rows:
                 return None
-            images = reader.submit(lambda paths: [read_keyframe(p) for p in paths],
-                                   [str(cfg.data_path / k.image_path) for k in rows])
-            return worker.submit(lambda: embedder.embed(images.result()))
+            images = [reader.submit(read_keyframe, str(cfg.data_path / k.image_path)) for k in rows]
+            return worker.submit(lambda: embedder.embed([f.result() for f in images]))
 
         rows = [] if rebuild else pending(0)
         work = submit(rows)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, InputError
 
 BORDER_STD = 6.0  # a row/column with luma std under this is flat
 BORDER_DELTA = 12.0  # ...and within this of the edge colour belongs to the border
@@ -80,6 +80,16 @@ def cut_borders(rgb: np.ndarray) -> np.ndarray:
     """Crop flat bars (letterbox, pillarbox, solid frames) from the image's edges."""
     top, bottom, left, right = border_box(rgb)
     return rgb[top:bottom, left:right]
+
+
+def read_keyframe(path: str) -> np.ndarray:
+    """A stored keyframe as it is embedded: RGB with flat borders cut, exactly as queries are.
+
+    A missing file is drift between disk and catalogue."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f"keyframe image missing or unreadable: {path} (run Check.py --repair)")
+    return cut_borders(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
 
 
 def _flat_run(lines: np.ndarray, n: int) -> int:
