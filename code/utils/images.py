@@ -66,10 +66,11 @@ def border_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
     h, w = rgb.shape[:2]
     small = rgb if w <= THUMB_WIDTH else cv2.resize(
         rgb, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
-    grey = small.astype(np.float32).mean(axis=2)
+    grey = small.mean(axis=2, dtype=np.float32)
     sh, sw = grey.shape
-    top, bottom = _flat_run(grey, sh), _flat_run(grey[::-1], sh)
-    left, right = _flat_run(grey.T, sw), _flat_run(grey.T[::-1], sw)
+    rows, cols = _line_stats(grey), _line_stats(grey.T)
+    top, bottom = _flat_run(*rows), _flat_run(*(r[::-1] for r in rows))
+    left, right = _flat_run(*cols), _flat_run(*(c[::-1] for c in cols))
     if sh - top - bottom < sh * MIN_KEEP or sw - left - right < sw * MIN_KEEP:
         return 0, h, 0, w
     sy, sx = h / sh, w / sw
@@ -92,13 +93,14 @@ def read_keyframe(path: str) -> np.ndarray:
     return cut_borders(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
 
 
-def _flat_run(lines: np.ndarray, n: int) -> int:
-    """How many leading lines (rows of ``lines``) are flat and of the first line's colour."""
-    edge = float(np.median(lines[0]))
-    std = lines.std(axis=1)
-    off = np.abs(np.median(lines, axis=1) - edge)
-    flat = (std < BORDER_STD) & (off < BORDER_DELTA)
+def _line_stats(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each line's (row's) luma std and median: computed once per axis, read from both ends."""
+    return lines.std(axis=1), np.median(lines, axis=1)
+
+
+def _flat_run(std: np.ndarray, median: np.ndarray) -> int:
+    """How many leading lines (by their luma ``std`` and ``median``) are flat and of the first line's colour."""
+    flat = (std < BORDER_STD) & (np.abs(median - median[0]) < BORDER_DELTA)
     if not flat[0]:
         return 0
-    run = int(np.argmin(flat)) if not flat.all() else n
-    return run
+    return int(np.argmin(flat)) if not flat.all() else len(flat)
