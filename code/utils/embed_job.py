@@ -88,13 +88,15 @@ class EmbedSink:
         return self._store
 
     def add(self, image: np.ndarray) -> None:
-        self._images.append(cut_borders(image))
+        self._images.append(image)
         if len(self._images) >= self.batch:
             self._submit()
 
     def _submit(self) -> None:
+        """Hand the batch to the embedding thread, borders cut there: off the decoding thread."""
         if self._images:
-            self._futures.append(self.pool.submit(self.embedder.embed, self._images))
+            images = self._images
+            self._futures.append(self.pool.submit(lambda: self.embedder.embed([cut_borders(i) for i in images])))
             self._images = []
 
     def commit(self, video_id: int, ids: list[int], timestamps: list[float]) -> None:
