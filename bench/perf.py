@@ -501,7 +501,8 @@ def report(info: dict[str, str], R: dict[str, Any]) -> str:
             best = max(c["images_per_s"] for c in cuda)
             target("GPU embedding (CUDA, fp32, batched)", f"{best:,.0f} images/s", ">= 2,000 keyframes/s", best >= 2000)
         else:
-            target("GPU embedding (CUDA, fp32, batched)", "not measured: no CUDA provider on this machine",
+            target("GPU embedding (CUDA, fp32, batched)", "not measured here (no CUDA provider): bench/gpu.py on a "
+                   "GPU machine, figures in bench/results/gpu.md",
                    ">= 2,000 keyframes/s", None)
     e2e = R.get("e2e", {})
     if e2e.get("ok"):
