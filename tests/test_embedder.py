@@ -71,6 +71,8 @@ def test_preprocessing_threads_change_nothing(shots: dict[str, list[np.ndarray]]
     one, three = (Embedder(MODELS["int8"], device="cpu", batch_size=4, preprocess_threads=k) for k in (1, 3))
     assert three.preprocess_threads == 3
     np.testing.assert_allclose(three.embed(frames), one.embed(frames), rtol=0, atol=1e-6)
+    with pytest.raises(ModelError, match="preprocess_threads must be >= 0"):
+        Embedder(MODELS["int8"], device="cpu", preprocess_threads=-1)
 
 
 def test_bad_image_in_a_later_batch_is_named(shots: dict[str, list[np.ndarray]]) -> None:

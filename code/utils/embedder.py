@@ -140,6 +140,8 @@ class Embedder:
                              "(run code/model/export.py or fix model.cpu_path / model.gpu_path)")
         if batch_size < 1:
             raise ModelError(f"batch_size must be >= 1, got {batch_size}")
+        if preprocess_threads < 0:
+            raise ModelError(f"preprocess_threads must be >= 0, got {preprocess_threads}")
         entry = _metadata(self.path)
         self.sha256 = file_sha256(self.path)
         expected = (expected_sha256 or entry.sha256).lower()
@@ -174,8 +176,6 @@ class Embedder:
         if device == "cuda" and self.provider != CUDA:
             raise ModelError("model.device is 'cuda' but the CUDA provider failed to start "
                              "(check the CUDA/cuDNN libraries onnxruntime-gpu needs, or set model.device: cpu)")
-        if preprocess_threads < 0:
-            raise ModelError(f"preprocess_threads must be >= 0, got {preprocess_threads}")
         self.preprocess_threads = preprocess_threads or (min(8, os.cpu_count() or 1) if self.provider == CUDA else 1)
         self._pool: ThreadPoolExecutor | None = None  # started by the first call of more than one batch
         log.info("loaded %s (%s) on %s", self.name, self.sha256[:12], self.provider)
