@@ -35,7 +35,8 @@ from .verify import NO_ALIGNMENT, Alignment, Features, align, aligned_similarity
 from .video import VIDEO_EXTENSIONS, frames_between
 
 SPAN_SCORE_DROP = 0.05  # hits this close to the best score count towards the matching span
-WINDOWS = ((0.6, 3),)  # (side as a share of the query's, steps per axis): a 3 x 3 grid of 60 % windows
+WINDOW = 0.6  # side of the query windows, as a share of the query's sides
+WINDOW_STEPS = 3  # windows per axis: a 3 x 3 grid
 WINDOW_HITS = 10  # keyframes fetched per window view
 WINDOW_LEADS = 1  # a window's first hits are verified whatever their score, against the window itself
 SETTLED_INLIERS = 20  # a keyframe aligned this well answers the query: no windows needed
@@ -98,15 +99,12 @@ def query_views(rgb: np.ndarray) -> list[np.ndarray]:
 
 def windows(core: np.ndarray) -> list[np.ndarray]:
     """Windows of the border-cut query where a picture-in-picture inset or a player's picture may be:
-    for each (side, steps) of WINDOWS, windows of that share of the query's sides on a steps x steps grid."""
+    WINDOW of the query's sides, on a WINDOW_STEPS x WINDOW_STEPS grid."""
     h, w = core.shape[:2]
-    out = []
-    for side, steps in WINDOWS:
-        wh, ww = max(1, int(h * side)), max(1, int(w * side))
-        for y in np.linspace(0, h - wh, steps).round().astype(int):
-            for x in np.linspace(0, w - ww, steps).round().astype(int):
-                out.append(np.ascontiguousarray(core[y:y + wh, x:x + ww]))
-    return out
+    wh, ww = max(1, int(h * WINDOW)), max(1, int(w * WINDOW))
+    ys = np.linspace(0, h - wh, WINDOW_STEPS).round().astype(int)
+    xs = np.linspace(0, w - ww, WINDOW_STEPS).round().astype(int)
+    return [np.ascontiguousarray(core[y:y + wh, x:x + ww]) for y in ys for x in xs]
 
 
 @dataclass
