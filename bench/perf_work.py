@@ -110,7 +110,6 @@ class Stages:
         self.n: dict[str, int] = defaultdict(int)
         self.missing: list[str] = []
         self._lock = threading.Lock()
-        self._local = threading.local()
 
     def add(self, key: str, dt: float) -> None:
         with self._lock:
@@ -171,36 +170,6 @@ class Stages:
 
         self._set(owner, attr, orig, wrapper)
 
-    def mark_start(self, owner: Any, attr: str) -> None:
-        """Calling owner.attr starts an interval (closed by mark_end): for code between two calls."""
-        orig = self._original(owner, attr)
-        if orig is None:
-            return
-        local = self._local
-
-        def wrapper(*a: Any, **kw: Any) -> Any:
-            result = orig(*a, **kw)
-            local.mark = time.perf_counter()
-            return result
-
-        self._set(owner, attr, orig, wrapper)
-
-    def mark_end(self, owner: Any, attr: str, key: str) -> None:
-        orig = self._original(owner, attr)
-        if orig is None:
-            return
-        local, stages = self._local, self
-
-        def wrapper(*a: Any, **kw: Any) -> Any:
-            mark = getattr(local, "mark", None)
-            if mark is not None:
-                stages.add(key, time.perf_counter() - mark)
-                local.mark = None
-            return orig(*a, **kw)
-
-        functools.update_wrapper(wrapper, orig, updated=())
-        setattr(owner, attr, wrapper)
-
 
 def instrument_ingest(st: Stages, capture: dict[str, list[Any]] | None) -> None:
     """Wrap the functions of ingest and the embed job with stage timers (this process only)."""
@@ -217,9 +186,7 @@ def instrument_ingest(st: Stages, capture: dict[str, list[Any]] | None) -> None:
     st.wrap_gen(KE, "__iter__", "extract_iter")
     st.wrap_gen(KE, "_frames", "frames")
     st.wrap(keyframes, "luma_thumb", "thumb")
-    # keep(): scaled_size(...) -> frame.to_ndarray(rgb24, resized) -> Keyframe(...): the interval is the conversion
-    st.mark_start(keyframes, "scaled_size")
-    st.mark_end(keyframes, "Keyframe", "rgb")
+    st.wrap(keyframes, "to_rgb", "rgb")  # in ingest's writer thread, beside the decoder
     st.wrap(ingest, "write_jpeg", "jpeg_write")
     st.wrap(ingest, "content_hash", "hash")
     for name in ("video_by_hash", "claim_video", "finish_video", "touch", "discard_video", "keyframes",

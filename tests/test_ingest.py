@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,8 +21,12 @@ import badmedia
 from conftest import CODE, config_env, drop_mysql_database, make_config, need_videos, run_script
 from utils.catalogue import open_catalogue
 from utils.config import Config
+from utils.embed_job import EmbedSink
+from utils.embedder import Embedder
+from utils.errors import VectorStoreError
 from utils.ingest import ingest
 from utils.storage import keyframe_files
+from utils.vectorstore import VectorStore
 
 SMALL = ["bikes_10s_640x272_h264.mp4", "bbb_5s_1080p_hevc.ts", "spiral_1s_240p_av1.avi",
          "bbb_trim_5s_180p_vp9.webm", "mdn_flower_540p_vp8.webm"]
@@ -164,6 +170,52 @@ def test_bad_inputs_fail_alone_and_leave_nothing(cfg, videos, tmp_path):
             assert words in r.message, (path.name, r.message)
         assert cat.counts()["videos"] == 1
     assert_consistent(cfg)
+
+
+def _sink_opening_after_decoding(cfg: Config, cat, store_cfg: Config):
+    """A Create --embed sink whose Milvus opens only once every video is decoded (as Milvus Lite's
+    start can outlast a few small videos), and a progress hook that says when that is."""
+    decoded_all = threading.Event()
+
+    def progress(files, _n):
+        yield from files
+        decoded_all.set()  # the loop asks for a file after the last one
+
+    def open_store() -> VectorStore:
+        assert decoded_all.wait(120)
+        return VectorStore(store_cfg)
+
+    return EmbedSink(cfg, cat, Embedder.from_config(cfg), open_store), progress
+
+
+def test_videos_decoded_while_milvus_opens_are_committed_once_it_is_open(cfg, videos):
+    files = [videos / n for n in SMALL[:3]]
+    with open_catalogue(cfg) as cat:
+        sink, progress = _sink_opening_after_decoding(cfg, cat, cfg)
+        try:
+            summary = ingest(cfg, cat, files, progress=progress, sink=sink)
+            sink.close()
+            in_milvus = sink.ready().ids()
+        finally:
+            sink.close_store()
+        assert [r.path for r in summary.results] == [str(f.resolve()) for f in files]
+        assert [r.status for r in summary.results] == ["added"] * 3
+        assert cat.counts()["embedded"] == cat.counts()["keyframes"] == summary.keyframes == sink.embedded > 0
+        assert in_milvus == {k.id for v in cat.videos() for k in cat.video_keyframes(v.id)}
+    assert_consistent(cfg)
+
+
+def test_milvus_failing_after_videos_were_decoded_leaves_nothing(cfg, videos):
+    down = dataclasses.replace(cfg, milvus=dataclasses.replace(cfg.milvus, uri="http://127.0.0.1:1"))
+    with open_catalogue(cfg) as cat:
+        sink, progress = _sink_opening_after_decoding(cfg, cat, down)
+        try:
+            with pytest.raises(VectorStoreError, match="cannot use Milvus at http://127.0.0.1:1"):
+                ingest(cfg, cat, [videos / n for n in SMALL[:3]], progress=progress, sink=sink)
+        finally:
+            sink.close_store()
+        assert cat.videos() == [] and cat.counts()["keyframes"] == 0
+    assert not any(keyframe_files(cfg.data_path).values())
 
 
 def test_create_cli_exit_codes_and_json(cfg, videos, tmp_path):

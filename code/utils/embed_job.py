@@ -8,6 +8,7 @@ off for vectors that exist; the re-run upserts them again, which replaces rather
 from __future__ import annotations
 
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -57,15 +58,31 @@ def open_collection(cat: Catalogue, store: VectorStore, embedder: Embedder, rebu
     return False
 
 
-class EmbedSink:
-    """Embeds a video's keyframes in a background thread while the video is still being decoded.
+EMBED_BACKLOG = 8  # batches of keyframe images waiting for the model at most (about 100 MB at 480 px)
 
-    Milvus is opened in that thread too, beside the first video's decoding (Milvus Lite starts its
-    engine, about 1.5 s); :meth:`ready` waits for it before the first video's rows are committed,
-    so a vector store that cannot be opened fails the run with nothing catalogued.
+
+@dataclass
+class _Committed:
+    """A video whose keyframe rows are in the catalogue and whose vectors are still being computed."""
+
+    video_id: int
+    ids: list[int]
+    timestamps: list[float]
+    vectors: list[Future[np.ndarray]]  # its batches, as EmbedSink.end_video gave them
+
+
+class EmbedSink:
+    """Embeds keyframes in a background thread while videos are still being decoded.
+
+    Milvus is opened in a thread of its own (Milvus Lite starts its engine: over a second) while the
+    first videos are decoded and embedded; their rows wait for it uncommitted (see
+    ``Ingester.ingest_file``), so a vector store that cannot be opened fails the run with nothing
+    catalogued.
     Vectors wait in memory until the keyframe rows exist (``commit`` gets their ids), then go to
     Milvus and the rows are flagged: the same upsert-then-flag order as ``embed_pending``, so a
-    crash at any point leaves keyframes that the next run embeds.
+    crash at any point leaves keyframes that the next run embeds. The decoder does not wait for a
+    video's vectors before the next video: they are inserted once ready (and all at :meth:`close`),
+    with at most EMBED_BACKLOG batches queued so that a slow model bounds the memory held.
     """
 
     def __init__(self, cfg: Config, cat: Catalogue, embedder: Embedder,
@@ -75,8 +92,11 @@ class EmbedSink:
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.embedded = 0
         self._images: list[np.ndarray] = []
-        self._futures: list[Future[np.ndarray]] = []
-        self._opening: Future[VectorStore] = self.pool.submit(open_store)
+        self._futures: list[Future[np.ndarray]] = []  # the video being decoded
+        self._committed: deque[_Committed] = deque()
+        self._backlog: deque[Future[np.ndarray]] = deque()
+        self._opener = ThreadPoolExecutor(max_workers=1)
+        self._opening: Future[VectorStore] = self._opener.submit(open_store)
         self._store: VectorStore | None = None
 
     def ready(self) -> VectorStore:
@@ -96,25 +116,47 @@ class EmbedSink:
         """Hand the batch to the embedding thread, borders cut there: off the decoding thread."""
         if self._images:
             images = self._images
-            self._futures.append(self.pool.submit(lambda: self.embedder.embed([cut_borders(i) for i in images])))
+            future = self.pool.submit(lambda: self.embedder.embed([cut_borders(i) for i in images]))
+            self._futures.append(future)
+            self._backlog.append(future)
             self._images = []
+        while self._backlog and (self._backlog[0].done() or len(self._backlog) > EMBED_BACKLOG):
+            self._backlog.popleft().result()  # one worker: the oldest batch is done first
 
-    def commit(self, video_id: int, ids: list[int], timestamps: list[float]) -> None:
+    def end_video(self) -> list[Future[np.ndarray]]:
+        """The batches of the video just decoded (their vectors may still be computing)."""
         self._submit()
-        vectors = [f.result() for f in self._futures]
-        self._futures = []
+        batches, self._futures = self._futures, []
+        return batches
+
+    def opening(self) -> bool:
+        """Whether Milvus is still being opened (:meth:`ready` would wait)."""
+        return not self._opening.done()
+
+    def commit(self, video: list[Future[np.ndarray]], video_id: int, ids: list[int], timestamps: list[float]) -> None:
+        """Insert the video's vectors once they are computed (now, or at a later call): ``video`` is
+        what :meth:`end_video` returned."""
         if ids:
-            self.ready().upsert(ids, [video_id] * len(ids), timestamps, np.concatenate(vectors))
+            self._committed.append(_Committed(video_id, ids, timestamps, video))
+        self._insert(wait=False)
+
+    def _insert(self, wait: bool) -> None:
+        """Upsert and flag, in commit order, the committed videos whose vectors are ready (all: ``wait``)."""
+        while self._committed and (wait or all(f.done() for f in self._committed[0].vectors)):
+            c = self._committed.popleft()
+            ids = c.ids
+            self.ready().upsert(ids, [c.video_id] * len(ids), c.timestamps, np.concatenate([f.result() for f in c.vectors]))
             self.cat.mark_embedded(ids)
             self.embedded += len(ids)
 
-    def discard(self) -> None:
-        for f in self._futures:
+    def discard(self, video: list[Future[np.ndarray]]) -> None:
+        for f in video:
             f.cancel()
-        self._futures, self._images = [], []
 
     def close(self) -> None:
-        """Seal what was inserted so searches use the index (the store stays open: see :meth:`ready`)."""
+        """Insert what is still being embedded, and seal it so searches use the index (the store stays
+        open: see :meth:`ready`)."""
+        self._insert(wait=True)
         self.pool.shutdown(wait=True)
         if self.embedded:
             self.ready().flush()
@@ -123,6 +165,7 @@ class EmbedSink:
     def close_store(self) -> None:
         """Close Milvus, once it has opened (even if it is not wanted any more)."""
         self.pool.shutdown(wait=True)
+        self._opener.shutdown(wait=True)
         if self._opening.exception() is None:
             self._opening.result().close()
 

@@ -9,34 +9,44 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
 from .catalogue import Catalogue, NewKeyframe, VideoMeta, owner_id
 from .config import Config
 from .errors import InputError, P4VError
-from .keyframes import KeyframeExtractor
+from .keyframes import Keyframe, KeyframeExtractor
 from .storage import keyframe_rel, remove_video_dir, write_jpeg
 from .video import VIDEO_EXTENSIONS, content_hash
 
 HEARTBEAT_S = 30.0
+WRITE_AHEAD = 16  # keyframes decoded but not yet written at most: each holds a decoded frame
 
 
 class KeyframeSink(Protocol):
-    """Where keyframe pixels go besides disk while a video is decoded (e.g. the embedding model)."""
+    """Where keyframe pixels go besides disk while a video is decoded (e.g. the embedding model, and
+    the vector store it fills)."""
 
     def add(self, image: np.ndarray) -> None: ...
 
-    def ready(self) -> None:
-        """Called once a video is decoded, before its rows are committed: raise to fail the run
-        with nothing of that video kept (e.g. the vector store could not be opened)."""
+    def end_video(self) -> Any:
+        """The keyframes added since the last call, as one video's: a handle for commit or discard."""
 
-    def commit(self, video_id: int, ids: list[int], timestamps: list[float]) -> None: ...
+    def opening(self) -> bool:
+        """Whether the sink's store is still opening: the video's rows then wait, decoding goes on."""
 
-    def discard(self) -> None: ...
+    def ready(self) -> object:
+        """Wait for the store: raise to fail the run with nothing uncommitted kept (e.g. the vector
+        store could not be opened). Called before any video's rows are committed."""
+
+    def commit(self, video: Any, video_id: int, ids: list[int], timestamps: list[float]) -> None: ...
+
+    def discard(self, video: Any) -> None: ...
 
 
 @dataclass
@@ -120,6 +130,19 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[
     return files, failed
 
 
+@dataclass
+class _Decoded:
+    """A video decoded, its keyframe images on disk, its rows not yet committed."""
+
+    path: Path
+    vid: int
+    rows: list[NewKeyframe]
+    duration: float
+    frames_decoded: int
+    resumed: bool
+    batch: Any  # the sink's handle of its keyframes (KeyframeSink.end_video)
+
+
 class Ingester:
     """Runs the per-file ingest unit against one catalogue and data dir."""
 
@@ -129,15 +152,33 @@ class Ingester:
         self.sink = sink
         self.data_dir = cfg.data_path
         self.owner = owner_id()
+        self._waiting: deque[_Decoded] = deque()
 
-    def ingest_file(self, path: Path, on_frames: Callable[[int], None] | None = None) -> FileResult:
-        """Ingest one file; never raises for bad input (the result says failed and why)."""
+    def ingest_file(self, path: Path, on_frames: Callable[[int], None] | None = None) -> list[FileResult]:
+        """Ingest one file; never raises for bad input (a result says failed and why).
+
+        Returns the results this call settles: normally this file's. While the sink's store is still
+        opening (Milvus Lite takes over a second), decoded videos wait with their rows uncommitted
+        and decoding goes on; their results come with a later call or :meth:`finish`."""
         try:
-            return self._ingest(path, on_frames)
+            result = self._ingest(path, on_frames)
         except InputError as exc:
-            return FileResult(str(path), "failed", message=str(exc))
+            result = FileResult(str(path), "failed", message=str(exc))
+        return ([result] if result is not None else []) + self._settle(wait=False)
 
-    def _ingest(self, path: Path, on_frames: Callable[[int], None] | None) -> FileResult:
+    def finish(self) -> list[FileResult]:
+        """Commit the videos still waiting for the sink's store, once it is open."""
+        return self._settle(wait=True)
+
+    def abandon(self) -> None:
+        """Undo the videos still waiting (the run is failing): no row, image or vector of them stays."""
+        while self._waiting:
+            video = self._waiting.pop()
+            if self.sink is not None:
+                self.sink.discard(video.batch)
+            self._undo(video.vid)
+
+    def _ingest(self, path: Path, on_frames: Callable[[int], None] | None) -> FileResult | None:
         digest = content_hash(path)
         known = self.cat.video_by_hash(digest)
         if known is not None and known.status == "ready":
@@ -156,39 +197,76 @@ class Ingester:
             remove_video_dir(self.data_dir, vid)  # leftovers of an interrupted run
             try:
                 rows = self._extract(ex, vid, on_frames)
-                if self.sink is not None:
-                    self.sink.ready()
-                duration = info.duration or ex.decoded_duration
-                ids = self.cat.finish_video(vid, self.owner, rows, duration)
             except BaseException:
                 if self.sink is not None:
-                    self.sink.discard()
+                    self.sink.discard(self.sink.end_video())
                 self._undo(vid)
                 raise
+            self._waiting.append(_Decoded(path, vid, rows, info.duration or ex.decoded_duration, ex.frames_decoded,
+                                          claim.state == "resumed", self.sink.end_video() if self.sink else None))
+        return None
+
+    def _settle(self, wait: bool) -> list[FileResult]:
+        """Commit the waiting videos' rows (and hand their ids to the sink), in decoding order, once
+        the sink's store is open; without waiting for it unless ``wait``."""
+        if not self._waiting or (self.sink is not None and not wait and self.sink.opening()):
+            return []
+        if self.sink is not None:
+            try:
+                self.sink.ready()
+            except BaseException:
+                self.abandon()
+                raise
+        results = []
+        while self._waiting:
+            video = self._waiting[0]
+            try:
+                ids = self.cat.finish_video(video.vid, self.owner, video.rows, video.duration)
+            except BaseException:
+                self.abandon()
+                raise
+            self._waiting.popleft()
             if self.sink is not None:
-                self.sink.commit(vid, ids, [r.timestamp for r in rows])
-            return FileResult(str(path), "added", vid, len(rows), duration, ex.frames_decoded,
-                              "resumed an interrupted ingest" if claim.state == "resumed" else "")
+                self.sink.commit(video.batch, video.vid, ids, [r.timestamp for r in video.rows])
+            results.append(FileResult(str(video.path), "added", video.vid, len(video.rows), video.duration,
+                                      video.frames_decoded, "resumed an interrupted ingest" if video.resumed else ""))
+        return results
 
     def _extract(self, ex: KeyframeExtractor, vid: int, on_frames: Callable[[int], None] | None) -> list[NewKeyframe]:
+        """Decode the video and store its keyframes. Converting a keyframe to RGB, writing its JPEG
+        and handing it to the sink run in a thread beside the decoder (FFmpeg and OpenCV release
+        the GIL); all of them are written before this returns, and none is written after it raises."""
         rows: list[NewKeyframe] = []
         beat = time.monotonic()
         decoded = 0
-        for kf in ex:
-            rel = keyframe_rel(vid, kf.seq)
-            write_jpeg(self.data_dir, rel, kf.image, self.cfg.keyframes.jpeg_quality)
-            if self.sink is not None:
-                self.sink.add(kf.image)
-            rows.append(NewKeyframe(kf.seq, kf.frame_index, kf.pts, kf.timestamp, kf.kind, rel))
-            if on_frames is not None:
-                on_frames(ex.frames_decoded - decoded)
-                decoded = ex.frames_decoded
-            if time.monotonic() - beat > HEARTBEAT_S:
-                self.cat.touch(vid, self.owner)
-                beat = time.monotonic()
+        writing: deque[Future[None]] = deque()
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p4v-keyframe-writer")
+        try:
+            for kf in ex:
+                rel = keyframe_rel(vid, kf.seq)
+                writing.append(writer.submit(self._store, kf, rel))
+                while writing and (writing[0].done() or len(writing) > WRITE_AHEAD):
+                    writing.popleft().result()
+                rows.append(NewKeyframe(kf.seq, kf.frame_index, kf.pts, kf.timestamp, kf.kind, rel))
+                if on_frames is not None:
+                    on_frames(ex.frames_decoded - decoded)
+                    decoded = ex.frames_decoded
+                if time.monotonic() - beat > HEARTBEAT_S:
+                    self.cat.touch(vid, self.owner)
+                    beat = time.monotonic()
+            while writing:
+                writing.popleft().result()
+        finally:
+            writer.shutdown(wait=True, cancel_futures=True)
         if on_frames is not None:
             on_frames(ex.frames_decoded - decoded)
         return rows
+
+    def _store(self, kf: Keyframe, rel: str) -> None:
+        """One keyframe's pixels to disk and to the sink (in the writer thread, in keyframe order)."""
+        write_jpeg(self.data_dir, rel, kf.image, self.cfg.keyframes.jpeg_quality)
+        if self.sink is not None:
+            self.sink.add(kf.image)
 
     def _undo(self, vid: int) -> None:
         """Remove every trace of a failed ingest; if even that fails, the row stays 'ingesting' for a re-run."""
@@ -224,16 +302,25 @@ def ingest(cfg: Config, catalogue: Catalogue, paths: Iterable[str | os.PathLike[
     files, failed = discover(paths)
     if shard_of is not None:
         files = shard(files, *shard_of)
-    summary = IngestSummary(results=list(failed))
-    for r in failed:
-        if on_result:
-            on_result(r)
+    summary = IngestSummary()
     ingester = Ingester(cfg, catalogue, sink)
-    for path in (progress(files, len(files)) if progress else files):
-        result = ingester.ingest_file(path, on_frames)
-        summary.results.append(result)
-        if on_result:
-            on_result(result)
+    order = {str(f): i for i, f in enumerate(files)}
+
+    def report(results: list[FileResult]) -> None:
+        for r in results:
+            summary.results.append(r)
+            if on_result:
+                on_result(r)
+
+    report(failed)
+    try:
+        for path in (progress(files, len(files)) if progress else files):
+            report(ingester.ingest_file(path, on_frames))
+        report(ingester.finish())
+    except BaseException:
+        ingester.abandon()
+        raise
+    # in the order of the files (a video waiting for the store is reported after later ones)
+    summary.results.sort(key=lambda r: order.get(r.path, -1))
     summary.wall_s = time.perf_counter() - start
     return summary
-

@@ -21,6 +21,7 @@ ignores NONKEY altogether (it decoded all 541 frames of a 9 s 720p60 clip for it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
@@ -38,14 +39,23 @@ _PLANAR_8BIT = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p
 
 @dataclass
 class Keyframe:
-    """A kept frame: where it is in the video, why it was kept, and its RGB pixels."""
+    """A kept frame: where it is in the video, why it was kept, and its RGB pixels.
+
+    The pixels are converted when first asked for, not by the extractor: ingest converts and writes
+    one keyframe in a thread while the next frames are decoded."""
 
     seq: int
     frame_index: int
     pts: int
     timestamp: float
     kind: str
-    image: np.ndarray  # HxWx3 uint8 RGB, long side <= image_max_side
+    frame: av.VideoFrame
+    max_side: int
+
+    @cached_property
+    def image(self) -> np.ndarray:
+        """HxWx3 uint8 RGB, long side <= ``max_side``."""
+        return to_rgb(self.frame, self.max_side)
 
 
 @dataclass
@@ -68,6 +78,12 @@ def luma_thumb(frame: av.VideoFrame) -> np.ndarray:
     step = max(1, min(y.shape) // (THUMB * 4))
     small = np.ascontiguousarray(y[::step, ::step])
     return cv2.resize(small, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def to_rgb(frame: av.VideoFrame, max_side: int) -> np.ndarray:
+    """A decoded frame as HxWx3 uint8 RGB with its long side at most ``max_side`` (area-averaged)."""
+    w, h = scaled_size(frame.width, frame.height, max_side)
+    return frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
 
 
 def dhash(thumb: np.ndarray) -> int:
@@ -169,9 +185,7 @@ class KeyframeExtractor:
 
         def keep(c: _Candidate, kind: str) -> Keyframe:
             nonlocal seq, last_t, last_hash, last_thumb
-            w, h = scaled_size(c.frame.width, c.frame.height, cfg.image_max_side)
-            image = c.frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
-            kf = Keyframe(seq, c.index, c.pts, round(c.timestamp, 6), kind, image)
+            kf = Keyframe(seq, c.index, c.pts, round(c.timestamp, 6), kind, c.frame, cfg.image_max_side)
             seq += 1
             last_t, last_hash, last_thumb = c.timestamp, dhash(c.thumb), c.thumb
             return kf
