@@ -69,15 +69,17 @@ class _Candidate:
 
 
 def luma_thumb(frame: av.VideoFrame) -> np.ndarray:
-    """A 32x32 float32 luma thumbnail, read straight from the Y plane (no colour conversion)."""
+    """A 32x32 float32 luma thumbnail, read straight from the Y plane (no colour conversion): the mean
+    of 4x4 blocks of a 128x128 grid of pixels. It is taken of every decoded frame, so it is built
+    from OpenCV's two fast paths (nearest sampling, an integer-ratio area average): half the time
+    of one area resize of a subsampled frame, whose fractional ratios take OpenCV's slow path."""
     if frame.format.name in _PLANAR_8BIT:
         plane = frame.planes[0]
         y = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height, : frame.width]
     else:
         y = frame.to_ndarray(format="gray")
-    step = max(1, min(y.shape) // (THUMB * 4))
-    small = np.ascontiguousarray(y[::step, ::step])
-    return cv2.resize(small, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
+    grid = cv2.resize(y, (THUMB * 4, THUMB * 4), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(grid, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def to_rgb(frame: av.VideoFrame, max_side: int) -> np.ndarray:
