@@ -270,12 +270,14 @@ def stage_table(st: Stages, wall: float) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------- workers
 def w_decode(job: dict[str, Any]) -> dict[str, Any]:
-    """Bare PyAV decode: no conversion, no writing, no model. mode full | nonkey."""
+    """Bare PyAV decode: no conversion, no writing, no model. mode full | nonkey (the decoder's
+    skip_frame) | keypackets (only the packets the container marks as keyframes reach the decoder,
+    as keyframes.mode iframes reads them)."""
     import av
 
     from utils.video import probe
 
-    nonkey = job["mode"] == "nonkey"
+    mode = job["mode"]
     seconds = frames = 0.0
     ignored: list[str] = []
     t0 = time.perf_counter()
@@ -284,14 +286,18 @@ def w_decode(job: dict[str, Any]) -> dict[str, Any]:
             info = probe(c, path)
             stream = c.streams.video[0]
             stream.thread_type = "AUTO"
-            if nonkey:
+            if mode == "nonkey":
                 stream.codec_context.skip_frame = "NONKEY"
+            if mode == "keypackets":
+                decoded = (f for p in c.demux(stream) if p.is_keyframe or p.size == 0 for f in p.decode())
+            else:
+                decoded = c.decode(stream)
             n = 0
-            for _ in c.decode(stream):
+            for _ in decoded:
                 n += 1
             frames += n
             seconds += info.duration
-            if nonkey and n > 0.5 * max(1.0, info.duration * (info.fps or 25)):
+            if mode == "nonkey" and n > 0.5 * max(1.0, info.duration * (info.fps or 25)):
                 ignored.append(path.name)
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "video_s": seconds, "frames": int(frames), "x_realtime": seconds / wall,
