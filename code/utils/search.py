@@ -128,12 +128,13 @@ class _Candidate:
         return self.alignment.inliers
 
     def orientations(self) -> list[int]:
-        """The whole-picture views (0 as is, 1 mirrored) worth verifying against this keyframe: the one
-        that found it, both when they score alike; the picture as is when only a window (cut from it)
-        found it. Halves the ORB work."""
+        """The whole-picture views (0 as is, 1 mirrored) worth verifying against this keyframe, the
+        better-scoring first: the one that found it, both when they score alike; the picture as is
+        when only a window (cut from it) found it. Halves the ORB work."""
         if self.base < 0:
             return [0]
-        return [v for v in (0, 1) if self.by_view[v] >= self.base - ORIENTATION_MARGIN]
+        alike = [v for v in (0, 1) if self.by_view[v] >= self.base - ORIENTATION_MARGIN]
+        return sorted(alike, key=lambda v: -self.by_view[v])
 
 
 @dataclass
@@ -220,7 +221,11 @@ class Searcher:
             return
 
         def try_views(c: _Candidate, view_ids: list[int]) -> None:
+            """Align the views in turn until one confirms the keyframe (the others would not add:
+            ORB is not mirror-invariant, and a window is part of the picture that already aligned)."""
             for v in view_ids:
+                if c.inliers >= self.cfg.search.verify_min_inliers:
+                    break
                 if v in c.tried:
                     continue
                 c.tried.add(v)
