@@ -595,8 +595,8 @@ def report(info: dict[str, str], R: dict[str, Any]) -> str:
         other = next((x["s"] for x in r["stages"] if x["stage"].startswith("other")), 0.0)
         if r.get("embed") == "overlap":
             L += ["- embedding runs in a thread beside the decoder here: the stage times are busy time and add up to "
-                  f"more than the wall time; the main thread waited {r.get('sink_commit_s', 0):.1f} s in "
-                  "EmbedSink.commit (for the embedding thread, plus the upsert and flags)", ""]
+                  f"more than the wall time; the main thread spent {r.get('sink_commit_s', 0):.1f} s in "
+                  "EmbedSink.commit (the upserts and flags of the videos whose vectors were ready)", ""]
         elif other < -0.05 * r["wall_s"]:
             L += ["- Insert2Milvus reads and embeds in threads beside the Milvus upserts (and opens Milvus beside "
                   "the first batch): its stage times are busy time and add up to more than the wall time", ""]
@@ -604,9 +604,9 @@ def report(info: dict[str, str], R: dict[str, Any]) -> str:
             L += [f"- not instrumented (function not found): {', '.join(r['missing_hooks'])}", ""]
     L += ["Stage times come from timers wrapped around the project's functions in the worker process "
           "(`bench/perf_work.py: instrument_ingest`): demux + decode is the decoder generator's own time minus the "
-          "luma thumbnails; colour conversion is the interval between `scaled_size()` and `Keyframe()` in "
-          "`keep()` (the `to_ndarray(rgb24, 480 px, AREA)` call). Create runs its stages one after another "
-          "(\"other\" is what no timer saw: the ingest loop, gc); Insert2Milvus reads the next batch's JPEGs and "
+          "luma thumbnails; colour conversion is `keyframes.to_rgb` (the `to_ndarray(rgb24, 480 px, AREA)` call). "
+          "Create converts and writes keyframes in a thread beside the decoder, so those two stages are busy "
+          "time too (\"other\" is what no timer saw, less what overlapped); Insert2Milvus reads the next batch's JPEGs and "
           "embeds it in threads while the last batch goes to Milvus, so its stages are busy time; with Create "
           "--embed the embedding thread overlaps the decoder and the shares are busy time. "
           "FFmpeg's frame threads keep decoding while Python works on a frame, so \"demux + decode\" is the time "
