@@ -205,6 +205,27 @@ def test_videos_decoded_while_milvus_opens_are_committed_once_it_is_open(cfg, vi
     assert_consistent(cfg)
 
 
+def test_a_video_failing_beside_the_embedder_leaves_nothing_of_it(cfg, videos, tmp_path):
+    """Create --embed with a video that fails after its keyframes went to the model: the others are
+    embedded, the failed one leaves no row, image or vector."""
+    bad = badmedia.truncated(videos / "bikes_10s_640x272_h264.mp4", tmp_path, 0.5)
+    good = videos / SMALL[1]
+    with open_catalogue(cfg) as cat:
+        sink, progress = _sink_opening_after_decoding(cfg, cat, cfg)
+        try:
+            summary = ingest(cfg, cat, [bad, good], progress=progress, sink=sink)
+            sink.close()
+            in_milvus = sink.ready().ids()
+        finally:
+            sink.close_store()
+        assert [r.status for r in summary.results] == ["failed", "added"]
+        assert "truncated" in summary.results[0].message
+        (video,) = cat.videos()
+        assert Path(video.path) == good.resolve()
+        assert in_milvus == {k.id for k in cat.video_keyframes(video.id)} and sink.embedded == len(in_milvus) > 0
+    assert_consistent(cfg)
+
+
 def test_milvus_failing_after_videos_were_decoded_leaves_nothing(cfg, videos):
     down = dataclasses.replace(cfg, milvus=dataclasses.replace(cfg.milvus, uri="http://127.0.0.1:1"))
     with open_catalogue(cfg) as cat:

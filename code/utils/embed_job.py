@@ -129,6 +129,11 @@ class EmbedSink:
         batches, self._futures = self._futures, []
         return batches
 
+    def drop_video(self) -> None:
+        """Forget the keyframes added since the last :meth:`end_video`: their video failed."""
+        self.discard(self._futures)
+        self._futures, self._images = [], []
+
     def opening(self) -> bool:
         """Whether Milvus is still being opened (:meth:`ready` would wait)."""
         return not self._opening.done()

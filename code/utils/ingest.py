@@ -37,6 +37,9 @@ class KeyframeSink(Protocol):
     def end_video(self) -> Any:
         """The keyframes added since the last call, as one video's: a handle for commit or discard."""
 
+    def drop_video(self) -> None:
+        """Forget the keyframes added since the last end_video (their video failed)."""
+
     def opening(self) -> bool:
         """Whether the sink's store is still opening: the video's rows then wait, decoding goes on."""
 
@@ -199,7 +202,7 @@ class Ingester:
                 rows = self._extract(ex, vid, on_frames)
             except BaseException:
                 if self.sink is not None:
-                    self.sink.discard(self.sink.end_video())
+                    self.sink.drop_video()
                 self._undo(vid)
                 raise
             self._waiting.append(_Decoded(path, vid, rows, info.duration or ex.decoded_duration, ex.frames_decoded,
