@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -224,6 +225,18 @@ def test_a_video_failing_beside_the_embedder_leaves_nothing_of_it(cfg, videos, t
         assert Path(video.path) == good.resolve()
         assert in_milvus == {k.id for k in cat.video_keyframes(video.id)} and sink.embedded == len(in_milvus) > 0
     assert_consistent(cfg)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are per thread on Linux only")
+def test_the_embedding_thread_yields_the_cpu_to_the_decoder(tmp_path):
+    cfg = make_config(tmp_path, "sqlite")
+    with open_catalogue(cfg) as cat:
+        sink = EmbedSink(cfg, cat, Embedder.from_config(cfg), lambda: VectorStore(cfg))
+        try:
+            nice = sink.pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+        finally:
+            sink.close_store()
+    assert nice > os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
 def test_milvus_failing_after_videos_were_decoded_leaves_nothing(cfg, videos):

@@ -7,6 +7,8 @@ off for vectors that exist; the re-run upserts them again, which replaces rather
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -59,6 +61,16 @@ def open_collection(cat: Catalogue, store: VectorStore, embedder: Embedder, rebu
 
 
 EMBED_BACKLOG = 8  # batches of keyframe images waiting for the model at most (about 100 MB at 480 px)
+EMBED_NICE = 10  # CPU priority of Create --embed's embedding thread: the decoder is served first
+
+
+def _yield_cpu() -> None:
+    """Lower the calling thread's CPU priority (Linux sets it per thread). The decoder is the ingest's
+    critical path; on a busy CPU the embedding takes what decoding leaves and catches up at the end."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EMBED_NICE)
+    except (AttributeError, OSError):
+        pass  # another OS, or not permitted: the same work at the default priority
 
 
 @dataclass
@@ -89,7 +101,7 @@ class EmbedSink:
                  open_store: Callable[[], VectorStore]):
         self.cat, self.embedder = cat, embedder
         self.batch = max(cfg.model.batch_size, 1)
-        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p4v-embed", initializer=_yield_cpu)
         self.embedded = 0
         self._images: list[np.ndarray] = []
         self._futures: list[Future[np.ndarray]] = []  # the video being decoded
