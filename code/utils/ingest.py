@@ -174,7 +174,8 @@ class Ingester:
         return self._settle(wait=True)
 
     def abandon(self) -> None:
-        """Undo the videos still waiting (the run is failing): no row, image or vector of them stays."""
+        """Undo the videos still waiting (the run is failing: ``ingest`` calls this on any error):
+        no row, image or vector of them stays."""
         while self._waiting:
             video = self._waiting.pop()
             if self.sink is not None:
@@ -215,19 +216,11 @@ class Ingester:
         if not self._waiting or (self.sink is not None and not wait and self.sink.opening()):
             return []
         if self.sink is not None:
-            try:
-                self.sink.ready()
-            except BaseException:
-                self.abandon()
-                raise
+            self.sink.ready()  # raises if the store cannot be opened: the caller abandons what waits
         results = []
         while self._waiting:
-            video = self._waiting[0]
-            try:
-                ids = self.cat.finish_video(video.vid, self.owner, video.rows, video.duration)
-            except BaseException:
-                self.abandon()
-                raise
+            video = self._waiting[0]  # removed once committed: a failure leaves it to abandon()
+            ids = self.cat.finish_video(video.vid, self.owner, video.rows, video.duration)
             self._waiting.popleft()
             if self.sink is not None:
                 self.sink.commit(video.batch, video.vid, ids, [r.timestamp for r in video.rows])
