@@ -19,6 +19,9 @@ Steps per query:
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -46,6 +49,7 @@ BEST_VIDEO_CANDIDATES = 8  # keyframes of the leading video always verified (to 
 MOMENT_INLIER_SHARE = 0.5  # keyframes aligned with at least this share of the best's inliers compete for the moment
 PIXEL_MARGIN = 0.01  # aligned-pixel agreements this close do not tell two keyframes apart
 ORIENTATION_MARGIN = 0.03  # a mirrored view scoring within this of the other is verified too
+VERIFY_THREADS = min(4, os.cpu_count() or 1)  # keyframes verified at once (OpenCV releases the GIL)
 
 
 @dataclass
@@ -146,6 +150,14 @@ class _Query:
     vecs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     cands: dict[int, _Candidate] = field(default_factory=dict)
     feats: dict[int, Features] = field(default_factory=dict)
+    feats_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def view_features(self, view: int) -> Features:
+        """ORB features of one view, computed once however many verifying threads ask for them."""
+        with self.feats_lock:
+            if view not in self.feats:
+                self.feats[view] = features(self.views[view])
+            return self.feats[view]
 
 
 class Searcher:
@@ -157,6 +169,7 @@ class Searcher:
         self.store = store
         self.embedder = embedder
         store.check(ModelInfo.of(embedder))
+        self._pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="p4v-verify")
 
     def search(self, queries: Sequence[tuple[str, np.ndarray]], top_k: int | None = None,
                threshold: float | None = None) -> list[Answer]:
@@ -229,9 +242,7 @@ class Searcher:
                 if v in c.tried:
                     continue
                 c.tried.add(v)
-                if v not in q.feats:
-                    q.feats[v] = features(q.views[v])
-                found = align(q.feats[v], c.keyframe)
+                found = align(q.view_features(v), c.keyframe)
                 if found.inliers > c.inliers:
                     c.alignment, c.view = found, v
 
@@ -241,14 +252,19 @@ class Searcher:
         led = [c for c in cands.values() if c.led]
         chosen = {c.hit.id: c for c in by_any + of_lead[:BEST_VIDEO_CANDIDATES] + led}
         rows = self.cat.keyframes_by_id([kid for kid, c in chosen.items() if c.keyframe is None])
-        for kid, c in chosen.items():
-            if kid in rows:
-                c.keyframe = keyframe_features(str(self.cfg.data_path / rows[kid].image_path))
+
+        def check(c: _Candidate) -> None:
+            """Verify one keyframe: its own state only, so keyframes are verified in parallel."""
+            if c.hit.id in rows:
+                c.keyframe = keyframe_features(str(self.cfg.data_path / rows[c.hit.id].image_path))
             if c.keyframe is None:
-                continue
+                return
             try_views(c, c.orientations())
             if c.inliers < self.cfg.search.verify_min_inliers:
                 try_views(c, c.led)
+
+        for _ in self._pool.map(check, chosen.values()):
+            pass  # re-raises a verifying thread's error here
 
     def _rank(self, cands: dict[int, _Candidate], top_k: int, threshold: float,
               query_feats: dict[int, Features]) -> list[Match]:
