@@ -7,10 +7,11 @@ Steps per query:
    well-aligned keyframe picks the moment among look-alikes (a static shot) and scores the answer by
    how well the pixels agree: heavy edits keep that high, the same room with other content in it
    does not;
-3. only where no keyframe aligned firmly, embed a 3 x 3 grid of windows of the query (a
-   picture-in-picture inset or a small player picture is whole in one of them), fetch a few keyframes
-   per window and verify each window's first hit against the window itself; a window's score counts
-   only when the geometry confirms it (windows never turn an unrelated picture into a match);
+3. only where no keyframe aligned firmly, embed a 3 x 3 grid of windows of the query (a small
+   player picture is mostly whole in one of them) and any inset picture framed by straight edges
+   (utils.insets: picture-in-picture), fetch a few keyframes per window and verify each window's
+   first hit against the window itself; a window's score counts only when the geometry confirms it
+   (windows never turn an unrelated picture into a match);
 4. group by video (one answer per video) with the span of its neighbouring strong hits as
    ``from``/``to`` (as trace.moe does);
 5. optionally (``search.refine``) refine the first answer's moment between keyframes by decoding
@@ -33,6 +34,7 @@ from .config import Config
 from .embedder import Embedder
 from .errors import InputError
 from .images import cut_borders, read_image
+from .insets import crop, inset_boxes
 from .vectorstore import Hit, ModelInfo, VectorStore
 from .verify import NO_ALIGNMENT, Alignment, Features, align, aligned_similarity, features, keyframe_features
 from .video import VIDEO_EXTENSIONS, frames_between
@@ -190,7 +192,7 @@ class Searcher:
             for q in states:
                 self._verify(q)
             open_ = [q for q in states if max((c.inliers for c in q.cands.values()), default=0) < SETTLED_INLIERS]
-            wins = [windows(q.views[0]) for q in open_]
+            wins = [windows(q.views[0]) + [crop(q.views[0], box) for box in inset_boxes(q.views[0])] for q in open_]
             if open_:
                 hits = self.store.search(self.embedder.embed([w for ws in wins for w in ws]), WINDOW_HITS)
                 pos = 0
