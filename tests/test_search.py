@@ -139,6 +139,24 @@ def test_picture_in_picture_found(lib, videos, name, t, share, x, y):
     assert abs(answer.results[0].timestamp - t) <= 1.0
 
 
+@pytest.mark.parametrize("name,x,y", [("cockatoo_720p_h264.mp4", 0.9, 0.1), ("chaplin_360p_h264.mp4", 0.5, 0.9)])
+def test_picture_in_picture_over_a_look_alike_found(lib, videos, name, x, y):
+    """The inset sits on footage of the library's intel_asl_again's look-alike (the same person and
+    room, not in the library): the whole picture aligns firmly with intel_asl_again but scores low,
+    so that must not end the search before the inset is looked at."""
+    cfg, cat, store, embedder, _ = lib
+    t, rgb = frame_at(videos / name, 1.0)
+    _, shot = frame_at(videos / "intel_asl_book_480p_h264.mkv", 2.0)
+    bh, bw = shot.shape[:2]
+    iw = int(bw * 0.4)
+    ih = iw * rgb.shape[0] // rgb.shape[1]
+    top, left = int((bh - ih) * y), int((bw - iw) * x)
+    shot[top:top + ih, left:left + iw] = cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_AREA)
+    (answer,) = Searcher(cfg, cat, store, embedder).search([("pip", shot)])
+    assert answer.results and Path(answer.results[0].video_path).name == name
+    assert abs(answer.results[0].timestamp - t) <= 1.0
+
+
 def test_video_outside_library_is_no_match(lib, videos):
     cfg, cat, store, embedder, _ = lib
     queries = [(f"{n}@{t}", frame_at(videos / n, t)[1]) for n in OUTSIDE for t in (0.5, 1.5)]

@@ -44,7 +44,7 @@ WINDOW = 0.6  # side of the query windows, as a share of the query's sides
 WINDOW_STEPS = 3  # windows per axis: a 3 x 3 grid
 WINDOW_HITS = 10  # keyframes fetched per window view
 WINDOW_LEADS = 1  # a window's first hits are verified whatever their score, against the window itself
-SETTLED_INLIERS = 20  # a keyframe aligned this well answers the query: no windows needed
+SETTLED_INLIERS = 20  # a keyframe aligned this well, and scoring over the threshold, answers the query: no windows needed
 REFINE_FRAMES = 8  # frames embedded when refining a moment
 REFINE_MIN_GAP = 0.3  # keyframes closer than this on both sides already give the moment
 BEST_VIDEO_CANDIDATES = 8  # keyframes of the leading video always verified (to pick its moment)
@@ -177,8 +177,8 @@ class Searcher:
                threshold: float | None = None) -> list[Answer]:
         """Answer each (name, RGB image) query; results under ``threshold`` are dropped.
 
-        The whole picture and its mirror first; windows only for queries that no keyframe aligned with
-        firmly (SETTLED_INLIERS): they find an inset or a small player picture, and cost the most."""
+        The whole picture and its mirror first; windows only for queries that no keyframe answers
+        (:meth:`_settled`): they find an inset or a small player picture, and cost the most."""
         if not queries:
             return []
         top_k = top_k or self.cfg.search.top_k
@@ -191,7 +191,7 @@ class Searcher:
         if self.cfg.search.verify:
             for q in states:
                 self._verify(q)
-            open_ = [q for q in states if max((c.inliers for c in q.cands.values()), default=0) < SETTLED_INLIERS]
+            open_ = [q for q in states if not self._settled(q, threshold)]
             wins = [windows(q.views[0]) + [crop(q.views[0], box) for box in inset_boxes(q.views[0])] for q in open_]
             if open_:
                 hits = self.store.search(self.embedder.embed([w for ws in wins for w in ws]), WINDOW_HITS)
@@ -208,6 +208,14 @@ class Searcher:
                 self._refine(matches[0], q.vecs)
             answers.append(Answer(name, matches))
         return answers
+
+    @staticmethod
+    def _settled(q: _Query, threshold: float) -> bool:
+        """Whether the whole picture found its answer: a keyframe aligned firmly that also looks like the
+        query. Firm alignment alone is not enough: the background of a picture-in-picture may be a
+        look-alike of a library video (the same room, the same table), which aligns with it but scores
+        low; only the windows and insets find the picture inside."""
+        return any(c.inliers >= SETTLED_INLIERS and c.base >= threshold for c in q.cands.values())
 
     @staticmethod
     def _add_hits(q: _Query, hits: list[list[Hit]], first_view: int) -> None:
