@@ -191,7 +191,7 @@ class Searcher:
         if self.cfg.search.verify:
             for q in states:
                 self._verify(q)
-            open_ = [q for q in states if not self._settled(q, threshold)]
+            open_ = [q for q in states if not self._settled(q, self.cfg.search.threshold)]
             wins = [windows(q.views[0]) + [crop(q.views[0], box) for box in inset_boxes(q.views[0])] for q in open_]
             if open_:
                 hits = self.store.search(self.embedder.embed([w for ws in wins for w in ws]), WINDOW_HITS)
@@ -214,7 +214,8 @@ class Searcher:
         """Whether the whole picture found its answer: a keyframe aligned firmly that also looks like the
         query. Firm alignment alone is not enough: the background of a picture-in-picture may be a
         look-alike of a library video (the same room, the same table), which aligns with it but scores
-        low; only the windows and insets find the picture inside."""
+        low; only the windows and insets find the picture inside. The configured threshold, not a
+        caller's own: asking for every answer (the eval's threshold -1) must not change the search."""
         return any(c.inliers >= SETTLED_INLIERS and c.base >= threshold for c in q.cands.values())
 
     @staticmethod
