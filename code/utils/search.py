@@ -7,10 +7,11 @@ Steps per query:
    well-aligned keyframe picks the moment among look-alikes (a static shot) and scores the answer by
    how well the pixels agree: heavy edits keep that high, the same room with other content in it
    does not;
-3. only where no keyframe aligned firmly, embed a 3 x 3 grid of windows of the query (a small
-   player picture is mostly whole in one of them) and any inset picture framed by straight edges
-   (utils.insets: picture-in-picture), fetch a few keyframes per window and verify each window's
-   first hit against the window itself; a window's score counts only when the geometry confirms it
+3. only where no keyframe answered firmly (aligned, and scoring over the threshold), embed any inset
+   picture framed by straight edges (utils.insets: picture-in-picture, a player on a page) and,
+   where nothing aligned firmly at all, a 3 x 3 grid of windows of the query (a small player picture
+   is mostly whole in one of them); fetch a few keyframes per window and verify each window's first
+   hit against the window itself; a window's score counts only when the geometry confirms it
    (windows never turn an unrelated picture into a match);
 4. group by video (one answer per video) with the span of its neighbouring strong hits as
    ``from``/``to`` (as trace.moe does);
@@ -192,8 +193,8 @@ class Searcher:
             for q in states:
                 self._verify(q)
             open_ = [q for q in states if not self._settled(q, self.cfg.search.threshold)]
-            wins = [windows(q.views[0]) + [crop(q.views[0], box) for box in inset_boxes(q.views[0])] for q in open_]
-            if open_:
+            wins = [self._parts(q) for q in open_]
+            if any(wins):
                 hits = self.store.search(self.embedder.embed([w for ws in wins for w in ws]), WINDOW_HITS)
                 pos = 0
                 for q, ws in zip(open_, wins):
@@ -208,6 +209,18 @@ class Searcher:
                 self._refine(matches[0], q.vecs)
             answers.append(Answer(name, matches))
         return answers
+
+    @staticmethod
+    def _parts(q: _Query) -> list[np.ndarray]:
+        """The parts of an unsettled query worth embedding on their own: any inset framed by straight
+        edges (utils.insets), and, unless the whole picture aligned firmly with something (then it
+        is a look-alike background around an inset, or a player's picture scoring low), the 3 x 3
+        windows too."""
+        core = q.views[0]
+        insets = [crop(core, box) for box in inset_boxes(core)]
+        if max((c.inliers for c in q.cands.values()), default=0) >= SETTLED_INLIERS:
+            return insets
+        return windows(core) + insets
 
     @staticmethod
     def _settled(q: _Query, threshold: float) -> bool:
