@@ -227,6 +227,28 @@ def test_a_video_failing_beside_the_embedder_leaves_nothing_of_it(cfg, videos, t
     assert_consistent(cfg)
 
 
+def test_a_failed_videos_queued_batches_do_not_fail_the_next_video(tmp_path):
+    """Batches of a failed video still queued behind the model are cancelled; the next video's
+    batches go through the same backlog and must not trip over them."""
+    cfg = make_config(tmp_path, "sqlite")
+    with open_catalogue(cfg) as cat:
+        sink = EmbedSink(cfg, cat, Embedder.from_config(cfg), lambda: VectorStore(cfg))
+        try:
+            gate = threading.Event()
+            sink.pool.submit(gate.wait)  # the model is busy: the next batches queue behind it
+            image = np.full((120, 160, 3), 100, np.uint8)
+            for _ in range(2 * sink.batch):
+                sink.add(image)
+            sink.drop_video()
+            gate.set()
+            for _ in range(sink.batch):
+                sink.add(image)
+            (batch,) = sink.end_video()
+            assert batch.result().shape[0] == sink.batch
+        finally:
+            sink.close_store()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are per thread on Linux only")
 def test_the_embedding_thread_yields_the_cpu_to_the_decoder(tmp_path):
     cfg = make_config(tmp_path, "sqlite")

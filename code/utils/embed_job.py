@@ -133,7 +133,9 @@ class EmbedSink:
             self._backlog.append(future)
             self._images = []
         while self._backlog and (self._backlog[0].done() or len(self._backlog) > EMBED_BACKLOG):
-            self._backlog.popleft().result()  # one worker: the oldest batch is done first
+            batch = self._backlog.popleft()  # one worker: the oldest batch is done first
+            if not batch.cancelled():  # a failed video's batch (discard): nothing to wait for
+                batch.result()
 
     def end_video(self) -> list[Future[np.ndarray]]:
         """The batches of the video just decoded (their vectors may still be computing)."""
