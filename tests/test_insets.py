@@ -51,6 +51,7 @@ def test_nothing_framed_in_plain_pictures():
     ramp = np.repeat(np.repeat(np.linspace(0, 255, 640, dtype=np.uint8)[None, :, None], 360, 0), 3, 2)
     noise = rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)
     assert [inset_boxes(im) for im in (flat, ramp, noise)] == [[], [], []]
+    assert [inset_boxes(np.zeros(shape, np.uint8)) for shape in ((1, 1, 3), (1, 640, 3), (360, 1, 3))] == [[], [], []]
 
 
 def test_drawn_rectangle_outline_is_found_and_tiny_boxes_are_not():

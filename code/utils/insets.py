@@ -66,6 +66,8 @@ def _lines(edges: np.ndarray, min_len: int) -> tuple[np.ndarray, np.ndarray]:
 def inset_boxes(rgb: np.ndarray, max_boxes: int = 2) -> list[Box]:
     """The likeliest inset pictures of an RGB image, best framed first (none in most images)."""
     h0, w0 = rgb.shape[:2]
+    if min(h0, w0) < 8:  # no room for a framed picture (and no pixel pairs to difference in a 1-pixel line)
+        return []
     scale = min(1.0, SIDE / max(h0, w0))
     small = rgb if scale >= 1 else cv2.resize(rgb, (max(1, round(w0 * scale)), max(1, round(h0 * scale))),
                                               interpolation=cv2.INTER_AREA)
