@@ -21,6 +21,7 @@ BORDER_STD = 6.0  # a row/column with luma std under this is flat
 BORDER_DELTA = 12.0  # ...and within this of the edge colour belongs to the border
 MIN_KEEP = 0.3  # never cut more than 70% of a side: a flat image is a flat image
 THUMB_WIDTH = 160  # borders are found on a thumbnail this wide
+MIN_SIDE = 16  # a picture narrower or lower than this has nothing to search for (and breaks resizing)
 
 
 def read_image(path: str | Path, max_bytes: int, max_pixels: int) -> np.ndarray:
@@ -40,6 +41,9 @@ def read_image(path: str | Path, max_bytes: int, max_pixels: int) -> np.ndarray:
         raise ImageError(f"{p}: {size} bytes is over the limit of {max_bytes} (search.max_image_bytes)")
     try:
         with Image.open(p) as im:
+            if min(im.width, im.height) < MIN_SIDE:
+                raise ImageError(f"{p}: {im.width}x{im.height} is too small to search "
+                                 f"(under {MIN_SIDE} pixels on a side)")
             if im.width * im.height > max_pixels:
                 raise ImageError(f"{p}: {im.width}x{im.height} is over the limit of {max_pixels} pixels "
                                  "(search.max_image_pixels)")
