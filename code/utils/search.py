@@ -289,6 +289,13 @@ class Searcher:
 
         for _ in self._pool.map(check, chosen.values()):
             pass  # re-raises a verifying thread's error here
+        # The embedding barely tells a picture from its mirror, so a keyframe may have been tried in the
+        # wrong orientation only; once the geometry has confirmed the query's orientation on one keyframe,
+        # the others are tried that way too (the right moment of a flipped frame is often among them).
+        confirmed = sorted({c.view for c in chosen.values() if c.view < 2 and c.inliers >= self.cfg.search.verify_min_inliers})
+        retry = [c for c in chosen.values() if c.keyframe is not None and not set(confirmed) <= c.tried]
+        for _ in self._pool.map(lambda c: try_views(c, confirmed), retry):
+            pass
 
     def _rank(self, cands: dict[int, _Candidate], top_k: int, threshold: float,
               query_feats: dict[int, Features]) -> list[Match]:
