@@ -82,6 +82,7 @@ class Query:
     codec: list[str] = field(default_factory=lambda: ["-c:v", "libx264", "-crf", "28", "-preset", "veryfast"])
     ext: str = ".mp4"
     whole_file: str = ""  # use this shared file as it is
+    overlay: tuple[str, float, str] | None = None  # (held-out clip, start, x:y): the segment is an inset over it
     truth: tuple[str, float, float] | None = None  # (library video, video_start, video_end)
 
     @property
@@ -125,6 +126,12 @@ def queries() -> list[Query]:
         Query("part_other_then_mixed", "part copy: 3 s of unrelated footage, then 5 s of a library video",
               [("intel_bottle_detection_360p_h264.mp4", 5, 3), ("webrtc_mixed_content_270p_vp8.webm", 5, 5)],
               "scale=480:270,setsar=1,fps=25", truth=("webrtc_mixed_content_270p_vp8.webm", 5, 10)),
+        Query("sintel_reaction_inset", "reaction video: the segment at 45 % width with a white border, top right, "
+              "over held-out footage", [("sintel_trailer_480p_h264.mp4", 40, 8)], "scale=384:-2,pad=iw+8:ih+8:4:4:white",
+              overlay=("intel_one_by_one_person_432p_h264.mp4", 60, "W-w-24:24"), truth=("sintel_trailer_480p_h264.mp4", 40, 48)),
+        Query("frog_inset_corner", "picture-in-picture: the segment at 40 % width, bottom left, over held-out footage",
+              [("mdn_frog_480p_h264.mp4", 1, 5)], "scale=342:-2", overlay=("blend_modes_1080p_h264.mp4", 2, "24:H-h-24"),
+              truth=("mdn_frog_480p_h264.mp4", 1, 6)),
         Query("rabbit_240p_file", "another encode found in the wild (mdn_rabbit_240p_h264.mp4, whole file)",
               [], whole_file="mdn_rabbit_240p_h264.mp4", truth=("mdn_rabbit_480p_h264.mp4", 0, 7.8)),
         # negatives: clips of held-out videos (look-alikes first)
@@ -143,6 +150,9 @@ def queries() -> list[Query]:
               [("intel_one_by_one_person_432p_h264.mp4", 40, 6)]),
         Query("neg_carphone", "held-out talking head", [("carphone_qcif_h264.mp4", 0, 4)]),
         Query("neg_smpte", "held-out test pattern", [("smpte_bars_1080p_h264.mp4", 2, 5)], "scale=640:-2"),
+        Query("neg_elf_inset", "held-out toy (a look-alike of the library's) as an inset over held-out footage",
+              [("mdn_elf_480p_h264.mp4", 1, 5)], "scale=342:-2,pad=iw+8:ih+8:4:4:white",
+              overlay=("intel_bottle_detection_360p_h264.mp4", 10, "W-w-24:H-h-24")),
     ]
 
 
@@ -163,7 +173,13 @@ def make_query(q: Query, out_dir: Path) -> Path:
     for i, (_, start, dur) in enumerate(q.inputs):
         chain = f"trim=start={start}:duration={dur},setpts=PTS-STARTPTS" + (f",{q.vf}" if q.vf else "")
         parts.append(f"[{i}:v]{chain}[s{i}]")
-    if len(q.inputs) > 1:
+    if q.overlay:
+        background, start, position = q.overlay
+        cmd += ["-i", str(VIDEOS / background)]
+        dur = q.inputs[0][2]
+        graph = (f"{parts[0]};[{len(q.inputs)}:v]trim=start={start}:duration={dur},setpts=PTS-STARTPTS,"
+                 f"scale=854:480,setsar=1[bg];[bg][s0]overlay={position}:shortest=1[out]")
+    elif len(q.inputs) > 1:
         graph = ";".join(parts) + ";" + "".join(f"[s{i}]" for i in range(len(q.inputs))) \
             + f"concat=n={len(q.inputs)}:v=1:a=0[out]"
     else:

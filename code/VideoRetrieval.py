@@ -20,11 +20,12 @@ from utils import cli, report  # noqa: E402
 from utils.catalogue import open_catalogue  # noqa: E402
 from utils.embedder import Embedder  # noqa: E402
 from utils.errors import InputError  # noqa: E402
-from utils.retrieval import MIRROR, CopyAnswer, CopyDetector, verification_pairs  # noqa: E402
+from utils.retrieval import INSET, MIRROR, CopyAnswer, CopyDetector, verification_pairs  # noqa: E402
 from utils.vectorstore import VectorStore  # noqa: E402
 
 REPORT_PAIRS = 8  # aligned frame pairs shown per match
 PAIR = '<div style="display:flex;gap:4px;padding:4px;border:1px solid #eee;border-radius:4px">{}{}</div>'
+VIEW_NOTE = {MIRROR: " (mirrored view)", INSET: " (inset of the clip frame)"}
 
 
 def main(args, cfg) -> int:
@@ -86,9 +87,10 @@ def write_report(path: str, cfg, cat, answers: list[CopyAnswer]) -> None:
             for p in pairs:
                 kf = kfs.get(p.keyframe_id)
                 uri = report.image_file_uri(cfg.data_path / kf.image_path) if kf else ""
-                similarity = f"similarity {p.score:.3f}" + (" (mirrored view)" if p.view == MIRROR else "")
+                similarity = f"similarity {p.score:.3f}" + VIEW_NOTE.get(min(p.view, INSET), "")
+                shown = a.frames[p.q].view(p.view) if p.view >= INSET else a.frames[p.q].rgb()  # an inset: what matched
                 cells.append(PAIR.format(
-                    report.figure(report.thumbnail_uri(a.frames[p.q].rgb()), [f"clip {report.fmt_time(p.query_time)}"]),
+                    report.figure(report.thumbnail_uri(shown), [f"clip {report.fmt_time(p.query_time)}"]),
                     report.figure(uri, [f"video {report.fmt_time(p.video_time)}", similarity])))
             best = max(pairs, key=lambda p: p.score)
             kf = kfs.get(best.keyframe_id)

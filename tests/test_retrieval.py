@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -34,6 +35,9 @@ HALF_RES = ("webrtc_chrome_270p_h264.mp4", 13.0, 4.0)  # 4 s from the middle, re
 PART = [("chaplin_360p_h264.mp4", 2.0, 4.0), ("intel_bottle_detection_360p_h264.mp4", 3.0, 4.0)]  # library, then not
 NEGATIVE = ("mdn_elf_480p_h264.mp4", 1.0, 4.0)  # another toy on the same table as mdn_frog and mdn_pig
 DUPLICATE = "bikes_10s_640x272_h264.mp4"
+INSET = ("mdn_frog_480p_h264.mp4", 1.0, 4.0)  # shown in a box over held-out footage (a reaction video)
+INSET_NEGATIVE = ("mdn_elf_480p_h264.mp4", 1.0, 4.0)  # the look-alike toy, shown the same way
+BACKGROUND = ("intel_bottle_detection_360p_h264.mp4", 10.0, 4.0)
 
 
 def make_clip(out: Path, segments: list[tuple[str, float, float]], size: tuple[int, int],
@@ -71,6 +75,41 @@ def make_clip(out: Path, segments: list[tuple[str, float, float]], size: tuple[i
     return out
 
 
+def segment_frames(name: str, start: float, duration: float) -> list[tuple[float, np.ndarray]]:
+    """The RGB frames of a shared clip from ``start`` for ``duration`` seconds, timed from 0."""
+    with av.open(str(need_videos() / name)) as src:
+        s = src.streams.video[0]
+        origin = float((s.start_time or 0) * s.time_base)
+        frames = [(float(f.pts * s.time_base) - origin - start, f.to_ndarray(format="rgb24")) for f in src.decode(s)]
+    return [(t, rgb) for t, rgb in frames if 0 <= t + 1e-6 < duration]
+
+
+def make_inset_clip(out: Path, inset: tuple[str, float, float], background: tuple[str, float, float],
+                    size: tuple[int, int] = (640, 360), width: float = 0.45) -> Path:
+    """A reaction video: ``inset`` at ``width`` of the frame in a white-bordered box at the top right,
+    over ``background``, 25 fps (each showing its frame nearest in time)."""
+    fg, bg = segment_frames(*inset), segment_frames(*background)
+    w, h = size
+    iw = int(w * width) // 2 * 2
+    ih = int(iw * fg[0][1].shape[0] / fg[0][1].shape[1]) // 2 * 2
+    x, y = w - iw - 20, 20
+    with av.open(str(out), "w") as dst:
+        stream = dst.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = w, h, "yuv420p", 800_000
+        for i in range(int(inset[2] * 25)):
+            t = i / 25
+            picture = cv2.resize(min(bg, key=lambda f: abs(f[0] - t))[1], size)
+            cv2.rectangle(picture, (x - 4, y - 4), (x + iw + 3, y + ih + 3), (255, 255, 255), -1)
+            picture[y:y + ih, x:x + iw] = cv2.resize(min(fg, key=lambda f: abs(f[0] - t))[1], (iw, ih))
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    return out
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("queries")
@@ -78,6 +117,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "half": make_clip(d / "chrome half.mkv", [HALF_RES], (240, 136), "mpeg4", 250_000),
         "part": make_clip(d / "part.mkv", PART, (480, 270), "mpeg4", 600_000),
         "negative": make_clip(d / "elf.mkv", [NEGATIVE], (360, 240), "mpeg4", 400_000),
+        "inset": make_inset_clip(d / "reaction.mkv", INSET, BACKGROUND),
+        "inset negative": make_inset_clip(d / "elf reaction.mkv", INSET_NEGATIVE, BACKGROUND),
         "duplicate": d / "renamed copy.mp4",
         "bad": badmedia.random_bytes(d),
     }
@@ -163,6 +204,17 @@ def test_part_copy_reports_only_the_library_segment(detector, clips):
     m = only_match(detector.detect(clips["part"]), name)
     assert m.query_start == pytest.approx(0.0, abs=1.0) and m.query_end == pytest.approx(duration, abs=1.0)
     assert m.video_start == pytest.approx(start, abs=1.0) and m.video_end == pytest.approx(start + duration, abs=1.0)
+
+
+def test_inset_copy_found_and_inset_look_alike_is_no_copy(detector, clips):
+    """A reaction video shows the library video in a box over other footage: the box is searched on its
+    own. The same box holding a look-alike (another toy on the same table) is no copy."""
+    name, start, duration = INSET
+    m = only_match(detector.detect(clips["inset"]), name)
+    assert m.video_start == pytest.approx(start, abs=1.0) and m.video_end == pytest.approx(start + duration, abs=1.0)
+    assert m.query_start == pytest.approx(0.0, abs=1.0) and m.query_end == pytest.approx(duration, abs=1.0)
+    answer = detector.detect(clips["inset negative"])
+    assert not answer.is_copy and answer.matches == []
 
 
 def test_exact_duplicate_is_answered_without_decoding(detector, clips, monkeypatch):

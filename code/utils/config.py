@@ -122,6 +122,7 @@ class RetrievalConfig:
     max_peaks: int = 3  # time offsets examined per candidate video
     max_matches: int = 5  # matches reported per clip
     mirror: bool = True  # also search each query frame flipped left-right
+    insets: bool = True  # also search any inset picture of a query frame (picture-in-picture, reaction videos)
     verify: bool = True  # check the aligned frames region by region (same scene, other content)
     verify_pairs: int = 8  # aligned frame pairs checked per match
 

@@ -8,8 +8,10 @@ approach to video copy detection with spatio-temporal post-filtering", 2010):
    library holds a frame at least every second, so a query frame every half second is never far
    from a library keyframe of the same moment, and the time offset is measured more finely.
 2. Each frame is embedded as the library's keyframes are (flat borders cut, so letter-boxing
-   added or removed by a copy does not matter) and mirrored too (flipped copies are common), and
-   the ``per_frame_k`` nearest library keyframes of both views are fetched from Milvus. Flat
+   added or removed by a copy does not matter), mirrored too (flipped copies are common), and any
+   inset picture framed by straight edges on its own (utils.insets: a reaction video shows the
+   copied video in a box over other footage, which the whole frame's embedding barely sees); the
+   ``per_frame_k`` nearest library keyframes of every view are fetched from Milvus. Flat
    frames (black, white, a solid title card) are skipped: they match every video's fades and say
    nothing about where a clip comes from.
 3. Every (query frame, library keyframe) hit votes for its video and its time offset
@@ -47,11 +49,12 @@ from .config import Config
 from .embedder import Embedder
 from .errors import InputError
 from .images import cut_borders
+from .insets import Box, crop, inset_boxes
 from .keyframes import KeyframeExtractor
 from .vectorstore import ModelInfo, VectorStore
 from .video import content_hash
 
-CORE, MIRROR = 0, 1  # query views: flat borders cut (as library keyframes are embedded), and flipped
+CORE, MIRROR, INSET = 0, 1, 2  # query views: flat borders cut (as library keyframes are embedded), flipped, insets (2, 3..)
 FLAT_STD = 8.0  # a frame whose luma standard deviation is under this is flat (fade, blank, solid card)
 GREY_CHROMA = 6.0  # a frame whose mean max-min channel spread is under this has no colour
 REGION = 0.6  # verification regions: four corners and the centre, each this share of each side
@@ -71,9 +74,14 @@ class QueryFrame:
     jpeg: bytes
     flat: bool  # uninformative (fade, blank): not searched
     grey: bool  # no colour: compared with greyscale library frames
+    insets: tuple[Box, ...] = ()  # inset pictures in the border-cut frame (utils.insets)
 
     def rgb(self) -> np.ndarray:
         return cv2.cvtColor(cv2.imdecode(np.frombuffer(self.jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+    def view(self, view: int) -> np.ndarray:
+        """The picture one of this frame's views showed the model (see :func:`frame_views`)."""
+        return dict(frame_views(self.rgb(), view == MIRROR, self.insets))[view]
 
 
 @dataclass(frozen=True)
@@ -287,13 +295,15 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 # -- views and regions ------------------------------------------------------------------------------
 
-def frame_views(rgb: np.ndarray, mirror: bool) -> list[tuple[int, np.ndarray]]:
+def frame_views(rgb: np.ndarray, mirror: bool, insets: Sequence[Box] = ()) -> list[tuple[int, np.ndarray]]:
     """What is embedded for one query frame: its border-cut core (Create embeds keyframes border-cut
-    too, so bars a copy added or removed do not count) and, with ``mirror``, the core flipped."""
+    too, so bars a copy added or removed do not count), with ``mirror`` the core flipped, and the
+    crop of each inset box of the core."""
     core = cut_borders(rgb)
     views = [(CORE, core)]
     if mirror:
         views.append((MIRROR, np.ascontiguousarray(core[:, ::-1])))
+    views += [(INSET + i, crop(core, box)) for i, box in enumerate(insets)]
     return views
 
 
@@ -342,7 +352,7 @@ class CopyDetector:
         self._flat: dict[int, bool] = {}  # library keyframe id -> its image is flat
         self._paths: dict[int, str] = {}  # library keyframe id -> image path under data_dir
         self._lib_regions: dict[tuple[int, bool], np.ndarray | None] = {}  # (keyframe, grey) -> regions
-        self._query_regions: dict[tuple[int, bool, bool], np.ndarray] = {}  # (frame, mirrored, grey) -> regions
+        self._query_regions: dict[tuple[int, int, bool], np.ndarray] = {}  # (frame, view, grey) -> regions
 
     def detect(self, path: str | Path, threshold: float | None = None, keep_frames: bool = True,
                on_frames: Callable[[int], None] | None = None) -> CopyAnswer:
@@ -401,10 +411,11 @@ class CopyDetector:
                 ok, buf = cv2.imencode(".jpg", cv2.cvtColor(kf.image, cv2.COLOR_RGB2BGR),
                                        [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
                 flat = _is_flat(kf.image)
+                insets = tuple(inset_boxes(cut_borders(kf.image))) if not flat and self.r.insets else ()
                 frames.append(QueryFrame(len(frames), float(kf.timestamp), kf.kind, buf.tobytes() if ok else b"",
-                                         flat, _is_grey(kf.image)))
+                                         flat, _is_grey(kf.image), insets))
                 if not flat:
-                    pending += [(len(frames) - 1, v, img) for v, img in frame_views(kf.image, self.r.mirror)]
+                    pending += [(len(frames) - 1, v, img) for v, img in frame_views(kf.image, self.r.mirror, insets)]
                 if len(pending) >= SEARCH_BATCH:
                     self._search(pending, frames, best)
                     pending = []
@@ -460,18 +471,18 @@ class CopyDetector:
         if not self.r.verify:
             return seg.similarity
         pairs = verification_pairs(informative, self.r.verify_pairs)
-        keys = [(p.q, p.view == MIRROR, p.keyframe_id, frames[p.q].grey) for p in pairs]
-        self._embed_query_regions({(q, m, g) for q, m, _, g in keys}, frames)
+        keys = [(p.q, p.view, p.keyframe_id, frames[p.q].grey) for p in pairs]
+        self._embed_query_regions({(q, v, g) for q, v, _, g in keys}, frames)
         self._embed_library_regions({(k, g) for _, _, k, g in keys})
         wholes, means, centres = [], [], []
-        for p, (q, m, k, g) in zip(pairs, keys):
+        for p, (q, v, k, g) in zip(pairs, keys):
             lib = self._lib_regions.get((k, g))
             if lib is None:  # the keyframe image is gone (drift): only its global score is known
                 wholes.append(p.score)
                 means.append(p.score)
                 centres.append(p.score)
                 continue
-            sims = (self._query_regions[(q, m, g)] * lib).sum(axis=1)  # whole, 4 corners, centre
+            sims = (self._query_regions[(q, v, g)] * lib).sum(axis=1)  # whole, 4 corners, centre
             wholes.append(float(sims[0]))
             means.append(float(sims[1:].mean()))
             centres.append(float(sims[-1]))
@@ -492,13 +503,12 @@ class CopyDetector:
         img = cv2.imread(str(self.cfg.data_path / rel), cv2.IMREAD_COLOR) if rel else None
         return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
-    def _embed_query_regions(self, keys: set[tuple[int, bool, bool]], frames: list[QueryFrame]) -> None:
+    def _embed_query_regions(self, keys: set[tuple[int, int, bool]], frames: list[QueryFrame]) -> None:
         todo = sorted(k for k in keys if k not in self._query_regions)
         imgs = []
-        for q, mirrored, grey in todo:
-            rgb = frames[q].rgb()
-            rgb = np.ascontiguousarray(rgb[:, ::-1]) if mirrored else rgb
-            imgs += crops(cut_borders(_grey(rgb) if grey else rgb))
+        for q, view, grey in todo:
+            rgb = frames[q].view(view)
+            imgs += crops(_grey(rgb) if grey else rgb)
         if todo:
             vecs = self.embedder.embed(imgs).reshape(len(todo), -1, self.embedder.dim)
             self._query_regions.update(zip(todo, vecs))
