@@ -83,6 +83,27 @@ class _Committed:
     vectors: list[Future[np.ndarray]]  # its batches, as EmbedSink.end_video gave them
 
 
+class StoreOpening:
+    """A VectorStore being opened in a thread of its own, so that other work starts at once (Milvus Lite
+    starts its engine: over a second); closed once it has opened, even if it is not wanted any more."""
+
+    def __init__(self, open_store: Callable[[], VectorStore]):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p4v-milvus-open")
+        self._future: Future[VectorStore] = self._pool.submit(open_store)
+
+    def result(self) -> VectorStore:
+        """The open store; raises what opening raised."""
+        return self._future.result()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._future.exception() is None:
+            self._future.result().close()
+
+
 class EmbedSink:
     """Embeds keyframes in a background thread while videos are still being decoded.
 
@@ -107,8 +128,7 @@ class EmbedSink:
         self._futures: list[Future[np.ndarray]] = []  # the video being decoded
         self._committed: deque[_Committed] = deque()
         self._backlog: deque[Future[np.ndarray]] = deque()
-        self._opener = ThreadPoolExecutor(max_workers=1)
-        self._opening: Future[VectorStore] = self._opener.submit(open_store)
+        self._opening = StoreOpening(open_store)
         self._store: VectorStore | None = None
 
     def ready(self) -> VectorStore:
@@ -184,9 +204,7 @@ class EmbedSink:
     def close_store(self) -> None:
         """Close Milvus, once it has opened (even if it is not wanted any more)."""
         self.pool.shutdown(wait=True)
-        self._opener.shutdown(wait=True)
-        if self._opening.exception() is None:
-            self._opening.result().close()
+        self._opening.close()
 
 
 def embed_pending(cfg: Config, cat: Catalogue, store: VectorStore, embedder: Embedder,
@@ -200,14 +218,11 @@ def embed_library(cfg: Config, cat: Catalogue, video_id: int | None = None, rebu
                   on_batch: Callable[[int, int], None] | None = None) -> EmbedSummary:
     """What Insert2Milvus.py runs: load the configured model and embed pending keyframes while Milvus
     opens in a thread (Milvus Lite starts its engine: over a second)."""
-    embedder = Embedder.from_config(cfg)
-    with ThreadPoolExecutor(max_workers=1) as opener:
-        opening = opener.submit(VectorStore, cfg)
-        try:
-            return _embed(cfg, cat, opening.result, embedder, video_id, rebuild, on_batch)
-        finally:
-            if opening.exception() is None:
-                opening.result().close()
+    opening = StoreOpening(lambda: VectorStore(cfg))
+    try:
+        return _embed(cfg, cat, opening.result, Embedder.from_config(cfg), video_id, rebuild, on_batch)
+    finally:
+        opening.close()
 
 
 def _embed(cfg: Config, cat: Catalogue, get_store: Callable[[], VectorStore], embedder: Embedder,
