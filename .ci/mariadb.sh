@@ -15,17 +15,8 @@ set -euo pipefail
 START_TIMEOUT_S=${P4V_MARIADB_START_TIMEOUT:-30}
 STOP_TIMEOUT_S=${P4V_MARIADB_STOP_TIMEOUT:-20}
 
-die() { echo "mariadb.sh: $*" >&2; exit 1; }
-usage() { die "usage: $0 start DIR PORT | stop DIR | status DIR"; }
-
-# A process counts as alive unless it is gone or a zombie (a zombie may linger when nobody reaps it).
-alive() {
-    local pid=$1 stat
-    [[ -n $pid && -r /proc/$pid/stat ]] || return 1
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat:0:1} != Z ]]
-}
+# die, usage, alive, dispatch
+source "$(dirname "${BASH_SOURCE[0]}")/service.sh"
 
 # The PID from DIR/mysqld.pid, if that process is alive and is a mariadbd/mysqld.
 server_pid() {
@@ -150,14 +141,4 @@ cmd_status() {
     return 1
 }
 
-[[ $# -ge 2 ]] || usage
-ACTION=$1
-DIR=$2
-[[ $DIR == /* ]] || DIR=$PWD/$DIR
-DIR=${DIR%/}
-case $ACTION in
-    start)  [[ $# -eq 3 ]] || usage; cmd_start "$3" ;;
-    stop)   [[ $# -eq 2 ]] || usage; cmd_stop ;;
-    status) [[ $# -eq 2 ]] || usage; cmd_status ;;
-    *) usage ;;
-esac
+dispatch "$@"

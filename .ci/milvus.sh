@@ -24,17 +24,8 @@ STOP_TIMEOUT_S=${P4V_MILVUS_STOP_TIMEOUT:-20}
 PYTHON=${PYTHON:-python3}
 FIXED_PORTS=(2379 2380 53100 19529 19531 21121 21123 21124 13333)
 
-die() { echo "milvus.sh: $*" >&2; exit 1; }
-usage() { die "usage: $0 start DIR PORT | stop DIR | status DIR"; }
-
-# Alive = exists and is not a zombie.
-alive() {
-    local pid=$1 stat
-    [[ -n $pid && -r /proc/$pid/stat ]] || return 1
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat:0:1} != Z ]]
-}
+# die, usage, alive, dispatch
+source "$(dirname "${BASH_SOURCE[0]}")/service.sh"
 
 # Living members of process group $1.
 group_pids() {
@@ -250,14 +241,4 @@ cmd_status() {
     return 1
 }
 
-[[ $# -ge 2 ]] || usage
-ACTION=$1
-DIR=$2
-[[ $DIR == /* ]] || DIR=$PWD/$DIR
-DIR=${DIR%/}
-case $ACTION in
-    start)  [[ $# -eq 3 ]] || usage; cmd_start "$3" ;;
-    stop)   [[ $# -eq 2 ]] || usage; cmd_stop ;;
-    status) [[ $# -eq 2 ]] || usage; cmd_status ;;
-    *) usage ;;
-esac
+dispatch "$@"

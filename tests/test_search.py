@@ -44,6 +44,17 @@ def frame_at(path: Path, t: float) -> tuple[float, np.ndarray]:
     return last
 
 
+def inset(background: np.ndarray, rgb: np.ndarray, share: float, x: float, y: float) -> np.ndarray:
+    """``rgb`` pasted into ``background`` at ``share`` of its width; ``x``, ``y`` (0..1) place it."""
+    shot = background.copy()
+    bh, bw = shot.shape[:2]
+    iw = int(bw * share)
+    ih = iw * rgb.shape[0] // rgb.shape[1]
+    top, left = int((bh - ih) * y), int((bw - iw) * x)
+    shot[top:top + ih, left:left + iw] = cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_AREA)
+    return shot
+
+
 @pytest.fixture(scope="module", params=["sqlite", "mysql"])
 def lib(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     videos = need_videos()
@@ -128,12 +139,7 @@ def test_picture_in_picture_found(lib, videos, name, t, share, x, y):
     cfg, cat, store, embedder, _ = lib
     t, rgb = frame_at(videos / name, t)
     _, background = frame_at(videos / OUTSIDE[1], 3.0)
-    shot = np.ascontiguousarray(background[: background.shape[1] * 9 // 16])
-    bh, bw = shot.shape[:2]
-    iw = int(bw * share)
-    ih = iw * rgb.shape[0] // rgb.shape[1]
-    top, left = int((bh - ih) * y), int((bw - iw) * x)
-    shot[top:top + ih, left:left + iw] = cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_AREA)
+    shot = inset(np.ascontiguousarray(background[: background.shape[1] * 9 // 16]), rgb, share, x, y)
     (answer,) = Searcher(cfg, cat, store, embedder).search([("pip", shot)])
     assert answer.results and Path(answer.results[0].video_path).name == name
     assert abs(answer.results[0].timestamp - t) <= 1.0
@@ -146,12 +152,8 @@ def test_picture_in_picture_over_a_look_alike_found(lib, videos, name, x, y):
     so that must not end the search before the inset is looked at."""
     cfg, cat, store, embedder, _ = lib
     t, rgb = frame_at(videos / name, 1.0)
-    _, shot = frame_at(videos / "intel_asl_book_480p_h264.mkv", 2.0)
-    bh, bw = shot.shape[:2]
-    iw = int(bw * 0.4)
-    ih = iw * rgb.shape[0] // rgb.shape[1]
-    top, left = int((bh - ih) * y), int((bw - iw) * x)
-    shot[top:top + ih, left:left + iw] = cv2.resize(rgb, (iw, ih), interpolation=cv2.INTER_AREA)
+    _, background = frame_at(videos / "intel_asl_book_480p_h264.mkv", 2.0)
+    shot = inset(background, rgb, 0.4, x, y)
     (answer,) = Searcher(cfg, cat, store, embedder).search([("pip", shot)])
     assert answer.results and Path(answer.results[0].video_path).name == name
     assert abs(answer.results[0].timestamp - t) <= 1.0
