@@ -17,7 +17,7 @@ from utils.embed_job import embed_library
 from utils.embedder import Embedder
 from utils.errors import VectorStoreError
 from utils.ingest import ingest
-from utils.search import Searcher
+from utils.search import Searcher, _Query, query_views
 from utils.similarity import similarity
 from utils.storage import count_video_files
 from utils.vectorstore import ModelInfo, VectorStore
@@ -117,6 +117,32 @@ def test_random_non_keyframe_moment_found_within_half_a_second(lib, videos):
         assert abs(best.timestamp - t) <= 0.5, (name, t, best.timestamp)
         assert best.from_ <= best.timestamp <= best.to
         assert Path(best.keyframe_path).is_file()
+
+
+def test_orientation_confirmed_once_is_tried_on_every_chosen_keyframe(lib, videos):
+    """The embedding barely tells a frame from its mirror, so for many keyframes the mirrored query
+    scores higher, and only that orientation is aligned first. Once one keyframe confirms the
+    picture as it is, the others are aligned that way too: here every keyframe but one prefers the
+    mirror, and all those around the query's moment must still end up aligned as they are."""
+    cfg, cat, store, embedder, _ = lib
+    name = "bbb_0-30s_720p_vp8.webm"
+    video = next(v for v in cat.videos() if Path(v.path).name == name)
+    t, rgb = frame_at(videos / name, 6.4)
+    searcher = Searcher(cfg, cat, store, embedder)
+    q = _Query(query_views(rgb))
+    q.vecs = embedder.embed(q.views)
+    searcher._add_hits(q, store.search(q.vecs, cfg.search.candidates), first_view=0)
+    near = [c for c in q.cands.values() if c.hit.video_id == video.id and abs(c.hit.timestamp - t) <= 1.0]
+    best = max(q.cands.values(), key=lambda c: c.base)
+    for c in q.cands.values():
+        if c is not best:
+            c.by_view = [c.base - 0.1, c.base]  # as if the mirror had scored higher
+    searcher._verify(q)
+    assert best.inliers >= cfg.search.verify_min_inliers and best.view == 0
+    near = [c for c in near if c.keyframe is not None]  # chosen for verification
+    assert len(near) >= 3
+    for c in near:
+        assert c.inliers >= cfg.search.verify_min_inliers and c.view == 0, (c.hit.timestamp, c.tried, c.inliers)
 
 
 def test_mirrored_letterboxed_screenshot_found(lib, videos):
