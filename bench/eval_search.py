@@ -550,8 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         embedder = Embedder.from_config(cfg)
         ours_answers: list[list[Guess]] = []
         ours_ms: list[float] = []  # one query image, embedding and verification included
-        with VectorStore(cfg) as store:
-            searcher = Searcher(cfg, cat, store, embedder)
+        with VectorStore(cfg) as store, Searcher(cfg, cat, store, embedder) as searcher:
             searcher.search([("warm-up", queries[0].image)], top_k=5, threshold=-1.0)
             t0 = time.perf_counter()
             for i, q in enumerate(queries):

@@ -35,8 +35,8 @@ def main(args, cfg) -> int:
     if not queries:
         return 1
     embedder = Embedder.from_config(cfg)
-    with open_catalogue(cfg) as cat, VectorStore(cfg) as store:
-        answers = Searcher(cfg, cat, store, embedder).search(queries, args.top_k, args.threshold)
+    with open_catalogue(cfg) as cat, VectorStore(cfg) as store, Searcher(cfg, cat, store, embedder) as searcher:
+        answers = searcher.search(queries, args.top_k, args.threshold)
     if args.json:
         cli.print_json([a.as_dict() for a in answers])
     else:

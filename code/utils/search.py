@@ -174,6 +174,16 @@ class Searcher:
         store.check(ModelInfo.of(embedder))
         self._pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="p4v-verify")
 
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the verifying threads (the catalogue, Milvus and the model belong to the caller)."""
+        self._pool.shutdown(wait=True)
+
     def search(self, queries: Sequence[tuple[str, np.ndarray]], top_k: int | None = None,
                threshold: float | None = None) -> list[Answer]:
         """Answer each (name, RGB image) query; results under ``threshold`` are dropped.
