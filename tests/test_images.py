@@ -1,10 +1,13 @@
-"""Border cutting: bars found on a thumbnail land within a thumbnail pixel of the true edge."""
+"""Query pictures: bars found on a thumbnail land within a thumbnail pixel of the true edge; blank
+and tiny pictures are refused."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from utils.images import cut_borders
+from utils.errors import ImageError
+from utils.images import cut_borders, searchable
 
 
 def picture(h: int, w: int) -> np.ndarray:
@@ -30,3 +33,21 @@ def test_flat_or_barless_images_are_left_alone():
     assert cut_borders(flat).shape == flat.shape
     full = picture(200, 300)
     assert cut_borders(full).shape == full.shape
+
+
+def test_blank_and_tiny_pictures_are_not_searchable():
+    """A black or single-colour picture matches every fade of every video with a full score, and a
+    picture a few pixels across has nothing to find: both are refused with one clear line."""
+    for colour in (0, 128, 255):
+        with pytest.raises(ImageError, match="blank"):
+            searchable(np.full((270, 480, 3), colour, np.uint8), "q")
+    noisy_black = np.clip(np.random.default_rng(1).normal(3, 0.8, (270, 480, 3)), 0, 255).astype(np.uint8)
+    with pytest.raises(ImageError, match="blank"):
+        searchable(noisy_black, "q")
+    with pytest.raises(ImageError, match="8x8 is too small"):
+        searchable(picture(8, 8), "q")
+    dark_scene = np.zeros((270, 480, 3), np.uint8)
+    dark_scene[100:170, 200:280] = 40  # a dim shape in the dark is still a picture
+    assert searchable(dark_scene, "q") is dark_scene
+    assert searchable(picture(200, 300), "q").shape == (200, 300, 3)
+

@@ -22,6 +22,7 @@ BORDER_DELTA = 12.0  # ...and within this of the edge colour belongs to the bord
 MIN_KEEP = 0.3  # never cut more than 70% of a side: a flat image is a flat image
 THUMB_WIDTH = 160  # borders are found on a thumbnail this wide
 MIN_SIDE = 16  # a picture narrower or lower than this has nothing to search for (and breaks resizing)
+BLANK_STD = 2.0  # a picture whose luma varies less than this (0-255) is one flat colour
 
 
 def read_image(path: str | Path, max_bytes: int, max_pixels: int) -> np.ndarray:
@@ -41,9 +42,7 @@ def read_image(path: str | Path, max_bytes: int, max_pixels: int) -> np.ndarray:
         raise ImageError(f"{p}: {size} bytes is over the limit of {max_bytes} (search.max_image_bytes)")
     try:
         with Image.open(p) as im:
-            if min(im.width, im.height) < MIN_SIDE:
-                raise ImageError(f"{p}: {im.width}x{im.height} is too small to search "
-                                 f"(under {MIN_SIDE} pixels on a side)")
+            _check_size(im.width, im.height, str(p))  # before decoding a pixel
             if im.width * im.height > max_pixels:
                 raise ImageError(f"{p}: {im.width}x{im.height} is over the limit of {max_pixels} pixels "
                                  "(search.max_image_pixels)")
@@ -60,6 +59,21 @@ def read_image(path: str | Path, max_bytes: int, max_pixels: int) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{p}: truncated or corrupt image ({exc})") from exc
     return np.asarray(rgb)
+
+
+def searchable(rgb: np.ndarray, name: str) -> np.ndarray:
+    """``rgb``, unless nothing can be found from it: under MIN_SIDE pixels on a side, or one flat colour
+    (a black or blank picture matches every fade and blank frame of every video, with full scores)."""
+    _check_size(rgb.shape[1], rgb.shape[0], name)
+    grey = cv2.cvtColor(cv2.resize(rgb, (64, 36), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    if float(grey.std()) < BLANK_STD:
+        raise ImageError(f"{name}: the picture is blank (one flat colour): every fade and blank frame matches it")
+    return rgb
+
+
+def _check_size(w: int, h: int, name: str) -> None:
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"{name}: {w}x{h} is too small to search (under {MIN_SIDE} pixels on a side)")
 
 
 def border_box(rgb: np.ndarray) -> tuple[int, int, int, int]:

@@ -21,6 +21,7 @@ Steps per query:
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ from .catalogue import READY, Catalogue
 from .config import Config
 from .embedder import Embedder
 from .errors import InputError
-from .images import cut_borders, read_image
+from .images import cut_borders, read_image, searchable
 from .insets import crop, inset_boxes
 from .vectorstore import Hit, ModelInfo, VectorStore
 from .verify import NO_ALIGNMENT, Alignment, Features, align, aligned_similarity, features, keyframe_features
@@ -84,18 +85,21 @@ class Answer:
 
 
 def load_query(ref: str, cfg: Config) -> np.ndarray:
-    """A query as RGB: an image file, or ``VIDEO@SECONDS`` for the frame shown at that time of a video."""
+    """A query as RGB: an image file, or ``VIDEO@SECONDS`` for the frame shown at that time of a video;
+    refused (InputError) when nothing can be searched for in it (:func:`~utils.images.searchable`)."""
     path, sep, at = ref.rpartition("@")
     if sep and Path(path).suffix.lower() in VIDEO_EXTENSIONS:
         try:
             t = float(at)
         except ValueError:
-            raise InputError(f"{ref}: VIDEO@SECONDS needs a number of seconds after '@'") from None
+            t = math.nan
+        if not math.isfinite(t):
+            raise InputError(f"{ref}: VIDEO@SECONDS needs a number of seconds after '@'")
         frames = frames_between(Path(path), max(0.0, t - 0.5), t, max(cfg.keyframes.image_max_side, 1280))
         if not frames:
             raise InputError(f"{ref}: no frame at {t:.2f} s in {path}")
-        return frames[-1][1]
-    return read_image(ref, cfg.search.max_image_bytes, cfg.search.max_image_pixels)
+        return searchable(frames[-1][1], ref)
+    return searchable(read_image(ref, cfg.search.max_image_bytes, cfg.search.max_image_pixels), ref)
 
 
 def query_views(rgb: np.ndarray) -> list[np.ndarray]:
