@@ -30,6 +30,6 @@ def main(args, cfg) -> int:
 
 if __name__ == "__main__":
     p = cli.parser(__doc__.splitlines()[1])
-    p.add_argument("--video-id", type=int, help="only this video's keyframes")
+    p.add_argument("--video-id", type=cli.id_arg, help="only this video's keyframes")
     p.add_argument("--rebuild", action="store_true", help="drop the collection and re-embed everything")
     sys.exit(cli.run(p, main))

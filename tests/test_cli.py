@@ -124,6 +124,19 @@ def test_similarity_cli(library, videos):
     assert bad.returncode != 0 and "no keyframe with id 999999" in bad.stderr
 
 
+def test_ids_and_counts_out_of_range_are_one_line_not_a_traceback(library):
+    """A number past 64 bits used to reach the database driver and fail there (OverflowError)."""
+    _, env, _, _ = library
+    huge = str(2**64)
+    for script, args, words in [("Delete.py", [huge], "not an id"), ("Delete.py", ["0"], "not an id"),
+                                ("Insert2Milvus.py", ["--video-id", huge], "not an id"),
+                                ("Similarity.py", [f"kf:{huge}", f"kf:{huge}"], "a keyframe reference is kf:<number>"),
+                                ("Search.py", ["x.png", "--top-k", "-1"], "not a count")]:
+        res = run_script(script, *args, env=env)
+        assert res.returncode != 0 and words in res.stderr, (script, res.stderr)
+        assert "Traceback" not in res.stderr, (script, res.stderr)
+
+
 def test_delete_cli_complete_and_idempotent(library, videos):
     cfg, env, tmp, ids = library
     vid = ids["spiral_1s_240p_mpeg4.avi"]

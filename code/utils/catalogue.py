@@ -26,10 +26,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from .config import Config
-from .errors import CatalogueError
+from .errors import CatalogueError, InputError
 
 READY, INGESTING, DELETING = "ready", "ingesting", "deleting"
 KINDS = ("iframe", "scene", "gap")
+MAX_ID = 2**63 - 1  # ids are BIGINT (MySQL) / INTEGER (SQLite): signed 64-bit
+
+
+def parse_id(text: str) -> int:
+    """A video or keyframe id typed by a user; InputError for anything that cannot be one (a larger
+    number used to reach the database driver and fail there with a traceback)."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
+        raise InputError(f"{text}: not an id (a whole number from 1 to {MAX_ID})")
+    return int(text)
 
 _VIDEO_COLS = (
     "id, path, content_hash, size_bytes, container, codec, width, height, fps, duration, "

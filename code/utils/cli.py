@@ -15,8 +15,9 @@ from typing import Any, Callable, Iterable, Sequence
 from tabulate import tabulate
 from tqdm import tqdm
 
+from .catalogue import parse_id
 from .config import Config, load_config
-from .errors import P4VError
+from .errors import InputError, P4VError
 
 EXIT_INTERRUPTED = 130
 
@@ -28,6 +29,21 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def id_arg(text: str) -> int:
+    """argparse type of a video id: a usage error, not a traceback, for anything that cannot be one."""
+    try:
+        return parse_id(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def count_arg(text: str) -> int:
+    """argparse type of a count (results per query): a whole number from 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text}: not a count (a whole number from 1)")
+    return int(text)
 
 
 def run(p: argparse.ArgumentParser, main: Callable[[argparse.Namespace, Config], int],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .catalogue import Catalogue
+from .catalogue import Catalogue, parse_id
 from .config import Config
 from .embedder import Embedder
 from .errors import InputError
@@ -16,13 +16,14 @@ KEYFRAME_PREFIX = "kf:"
 def load_operand(cfg: Config, cat: Catalogue, ref: str) -> np.ndarray:
     """``kf:ID`` is a stored keyframe, anything else an image file; returns RGB pixels."""
     if ref.startswith(KEYFRAME_PREFIX):
-        raw = ref[len(KEYFRAME_PREFIX):]
-        if not raw.isdigit():
-            raise InputError(f"{ref}: a keyframe reference is kf:<number>")
-        rows = cat.keyframes_by_id([int(raw)])
-        if int(raw) not in rows:
-            raise InputError(f"{ref}: no keyframe with id {raw} in the catalogue")
-        ref = str(cfg.data_path / rows[int(raw)].image_path)
+        try:
+            kid = parse_id(ref[len(KEYFRAME_PREFIX):])
+        except InputError:
+            raise InputError(f"{ref}: a keyframe reference is kf:<number>") from None
+        rows = cat.keyframes_by_id([kid])
+        if kid not in rows:
+            raise InputError(f"{ref}: no keyframe with id {kid} in the catalogue")
+        ref = str(cfg.data_path / rows[kid].image_path)
     return read_image(ref, cfg.search.max_image_bytes, cfg.search.max_image_pixels)
 
 
