@@ -59,6 +59,21 @@ def test_password_in_config_is_ignored_with_warning_and_never_printed(tmp_path, 
     assert res.returncode == 3 and "hunter2" not in res.stdout + res.stderr
 
 
+def test_config_mistakes_are_one_line_each(tmp_path):
+    """A config file named but missing used to be ignored silently (every setting its default, paths
+    relative to the missing file's folder); YAML errors used to print the parser's five-line report."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data_dir: [unclosed\n")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("search:\n  top_kk: 5\n")
+    for args, words in [(["--config", str(tmp_path / "missing.yaml")], "config file not found"),
+                        (["--config", str(broken)], "is not valid YAML at line 2"),
+                        (["--config", str(unknown)], "unknown setting 'search.top_kk'")]:
+        res = run_script("Search.py", "x.png", *args, env={})
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], res.stderr
+
+
 def test_no_password_literal_in_repository_configs():
     for name in ("config.yaml", "config.servers.yaml"):
         text = (ROOT / name).read_text()

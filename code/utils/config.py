@@ -248,8 +248,13 @@ def _read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
     overlaid, so a profile names only what it changes."""
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config {path} is not valid YAML{at}: {problem}") from exc
     if not isinstance(loaded, dict):
         raise ConfigError(f"config {path}: top level must be a mapping")
     _drop_secrets(loaded)
@@ -264,14 +269,15 @@ def _read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
 def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Load the configuration: defaults, then the YAML file, then ``P4V_*__*`` environment overrides."""
     env = os.environ if environ is None else environ
+    named = "--config" if path is not None else "P4V_CONFIG" if env.get("P4V_CONFIG") else None
     if path is None:
         path = env.get("P4V_CONFIG") or (PROJECT_ROOT / "config.yaml")
     cfg_path = Path(path).expanduser().resolve()
     data: dict[str, Any] = {}
     if cfg_path.exists():
         data = _read_yaml(cfg_path)
-    elif env.get("P4V_CONFIG"):
-        raise ConfigError(f"config file not found: {cfg_path} (from P4V_CONFIG)")
+    elif named:  # only the default config.yaml may be absent (then every setting is its default)
+        raise ConfigError(f"config file not found: {cfg_path} (from {named})")
     data = _merge(data, _env_overrides(env))
     cfg = _build(Config, data, "")
     cfg.base_dir = cfg_path.parent
