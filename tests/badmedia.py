@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 
@@ -26,6 +27,17 @@ def text_file(d: Path) -> Path:
     p = d / "notes.mkv"
     p.write_text("this is not a video\n" * 100)
     return p
+
+
+def still_images(d: Path) -> list[Path]:
+    """A PNG and a JPEG saved under video names (FFmpeg opens them as one-frame streams)."""
+    picture = np.random.default_rng(3).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    out = []
+    for name, ext in (("screenshot.mp4", ".png"), ("photo.mkv", ".jpg")):
+        p = d / name
+        p.write_bytes(cv2.imencode(ext, picture)[1].tobytes())
+        out.append(p)
+    return out
 
 
 def truncated(src: Path, d: Path, share: float) -> Path:

@@ -159,6 +159,7 @@ def test_bad_inputs_fail_alone_and_leave_nothing(cfg, videos, tmp_path):
         badmedia.truncated(videos / "mdn_elf_480p_h264.mp4", bad_dir, 0.3): "",
         badmedia.corrupt_moov(videos / "bikes_10s_640x272_h264.mp4", bad_dir): "",
         bad_dir / "missing.mp4": "no such file",
+        **{p: "a still image" for p in badmedia.still_images(bad_dir)},
     }
     with open_catalogue(cfg) as cat:
         summary = ingest(cfg, cat, [*bad, good])

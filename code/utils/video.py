@@ -71,6 +71,10 @@ def open_video(path: Path) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: no video stream (audio-only or data file)")
+    fmt = container.format.name
+    if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg's still-image demuxers
+        container.close()
+        raise VideoError(f"{path}: a still image ({fmt}), not a video")
     return container
 
 
