@@ -45,8 +45,8 @@ def main(args, cfg) -> int:
             try:
                 write_report(args.report, cfg, cat, answers)
                 print(f"report written to {args.report}", file=sys.stderr)
-            except OSError as exc:
-                print(f"error: cannot write the report {args.report}: {exc.strerror or exc}", file=sys.stderr)
+            except InputError as exc:
+                print(f"error: {exc}", file=sys.stderr)
                 failed += 1
     if args.json:
         cli.print_json([a.as_dict() for a in answers])

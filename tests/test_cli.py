@@ -100,6 +100,15 @@ def test_search_bad_inputs_one_line_each_rest_answered(library, videos):
     assert doc["query"] == str(good) and doc["results"]
 
 
+def test_report_that_cannot_be_written_is_one_line_after_the_answers(library, videos):
+    _, env, tmp, _ = library
+    q = write_frame(videos / "bikes_10s_640x272_h264.mp4", 2.0, tmp / "r.png")
+    res = run_script("Search.py", str(q), "--report", str(tmp), env=env)  # a folder
+    assert res.returncode == 1 and "bikes_10s_640x272_h264.mp4" in res.stdout
+    assert res.stderr.strip().splitlines()[-1] == f"error: cannot write the report {tmp}: Is a directory"
+    assert "Traceback" not in res.stderr
+
+
 def test_search_empty_library_is_one_clear_error(tmp_path, videos):
     env = config_env(make_config(tmp_path, "sqlite"))
     q = write_frame(videos / "bikes_10s_640x272_h264.mp4", 1.0, tmp_path / "q.jpg")

@@ -15,6 +15,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from .errors import InputError
+
 THUMB_SIDE = 240
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
@@ -60,7 +62,11 @@ def page(title: str, rows: Sequence[str]) -> str:
 
 
 def write(path: str | Path, content: str) -> None:
-    Path(path).write_text(content, encoding="utf-8")
+    """Write a page; a path that cannot take it (a folder, a missing folder, no permission) is an InputError."""
+    try:
+        Path(path).write_text(content, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write the report {path}: {exc.strerror or exc}") from exc
 
 
 def fmt_time(seconds: float) -> str:
