@@ -1,4 +1,5 @@
-"""The scoring of bench/eval_search.py, pinned on hand-made answers: no library, no clips, no model."""
+"""The scoring of bench/eval_search.py, pinned on hand-made answers: no library, no model (two shared clips
+for the same-picture count)."""
 
 from __future__ import annotations
 
@@ -133,3 +134,16 @@ def test_side_by_side_table_has_a_row_per_edit_and_all():
     assert len(table) == 2 + 3
     assert table[2].startswith("| crop | 2 | 1.00 | 1.00 | 1.00 | 0.00 | 0.00 | 0.00 | - | - |")
     assert table[-1].startswith("| **all** | 4 |")
+
+
+def test_same_picture_misses_count_only_moments_that_look_the_same(videos):
+    """A moment miss on a fixed camera's empty room (the same picture for seconds) is one no search by
+    picture can avoid; one on moving footage is not; a right moment or a wrong video is no moment miss."""
+    from eval_search import same_picture_misses
+
+    room, bunny = "intel_one_by_one_person_432p_h264.mp4", "bbb_0-30s_720p_vp8.webm"
+    truths = [pos("original", room, 108.4), pos("original", bunny, 5.0), pos("original", bunny, 20.0),
+              pos("original", bunny, 9.0), neg("original")]
+    answers = [[Guess(room, 105.0, 0.9)], [Guess(bunny, 12.0, 0.9)], [Guess(bunny, 20.4, 0.9)],
+               [Guess(room, 9.0, 0.9)], [Guess(bunny, 1.0, 0.9)]]
+    assert same_picture_misses(truths, answers, videos, {}) == (2, 1)
