@@ -86,15 +86,17 @@ def test_search_bad_inputs_one_line_each_rest_answered(library, videos):
     blank = tmp / "blank.png"
     cv2.imwrite(str(blank), np.zeros((270, 480, 3), np.uint8))
     no_time = f"{videos / 'bikes_10s_640x272_h264.mp4'}@nan"
+    whole_video = str(videos / "bikes_10s_640x272_h264.mp4")
     args = [str(good), str(empty), str(text), str(truncated), str(tmp / "missing.jpg"), str(big), str(line),
-            str(blank), no_time, "--json"]
+            str(blank), no_time, whole_video, "--json"]
     res = run_script("Search.py", *args, env={**env, "P4V_SEARCH__MAX_IMAGE_PIXELS": "4000000"})
     assert res.returncode == 1
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 8, res.stderr
+    assert len(errors) == 9, res.stderr
     for name, words in [("empty.jpg", "empty"), ("notes.png", "not an image"), ("cut.jpg", "truncated"),
                         ("missing.jpg", "no such file"), ("big.png", "over the limit"), ("line.png", "too small"),
-                        ("blank.png", "blank"), ("@nan", "needs a number of seconds")]:
+                        ("blank.png", "blank"), ("@nan", "needs a number of seconds"),
+                        ("h264.mp4:", "a video; ask with one of its frames as")]:
         assert any(name in e and words in e for e in errors), (name, errors)
     (doc,) = json.loads(res.stdout)
     assert doc["query"] == str(good) and doc["results"]

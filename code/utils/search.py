@@ -99,6 +99,9 @@ def load_query(ref: str, cfg: Config) -> np.ndarray:
         if not frames:
             raise InputError(f"{ref}: no frame at {t:.2f} s in {path}")
         return searchable(frames[-1][1], ref)
+    if Path(ref).suffix.lower() in VIDEO_EXTENSIONS and Path(ref).is_file():
+        raise InputError(f"{ref}: a video; ask with one of its frames as {ref}@SECONDS, "
+                         "or check the whole clip with VideoRetrieval.py")
     return searchable(read_image(ref, cfg.search.max_image_bytes, cfg.search.max_image_pixels), ref)
 
 
