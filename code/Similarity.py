@@ -3,7 +3,7 @@
 
     python code/Similarity.py A B [--json]
 
-A and B are image files or keyframe ids written kf:ID. Prints the cosine similarity of their
+A and B are image files, video frames written VIDEO@SECONDS, or keyframe ids written kf:ID. Prints the cosine similarity of their
 embeddings (after cutting flat borders, as Search does) and whether that is the same scene by
 search.same_threshold. --json: {"a", "b", "similarity", "same"}.
 """
@@ -34,6 +34,6 @@ def main(args, cfg) -> int:
 
 if __name__ == "__main__":
     p = cli.parser(__doc__.splitlines()[1])
-    p.add_argument("a", help="image file or kf:KEYFRAME_ID")
-    p.add_argument("b", help="image file or kf:KEYFRAME_ID")
+    p.add_argument("a", help="image file, VIDEO@SECONDS or kf:KEYFRAME_ID")
+    p.add_argument("b", help="image file, VIDEO@SECONDS or kf:KEYFRAME_ID")
     sys.exit(cli.run(p, main))

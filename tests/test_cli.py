@@ -96,7 +96,7 @@ def test_search_bad_inputs_one_line_each_rest_answered(library, videos):
     for name, words in [("empty.jpg", "empty"), ("notes.png", "not an image"), ("cut.jpg", "truncated"),
                         ("missing.jpg", "no such file"), ("big.png", "over the limit"), ("line.png", "too small"),
                         ("blank.png", "blank"), ("@nan", "needs a number of seconds"),
-                        ("h264.mp4:", "a video; ask with one of its frames as")]:
+                        ("h264.mp4:", "a video; name one of its frames as")]:
         assert any(name in e and words in e for e in errors), (name, errors)
     (doc,) = json.loads(res.stdout)
     assert doc["query"] == str(good) and doc["results"]
@@ -129,6 +129,9 @@ def test_similarity_cli(library, videos):
     diff = json.loads(run_script("Similarity.py", str(a), str(c), "--json", env=env).stdout)
     assert set(same) == {"a", "b", "similarity", "same"}
     assert same["same"] is True and diff["same"] is False and same["similarity"] > diff["similarity"]
+    frame = json.loads(run_script("Similarity.py", f"{videos / 'mdn_flower_540p_h264.mp4'}@1.0", str(a), "--json",
+                                  env=env).stdout)
+    assert frame["same"] is True and frame["similarity"] > 0.95  # the frame a.jpg was written from
     kf = json.loads(run_script("Similarity.py", "kf:1", str(a), "--json", env=env).stdout)
     assert -1.0 <= kf["similarity"] <= 1.0
     bad = run_script("Similarity.py", "kf:999999", str(a), env=env)

@@ -8,6 +8,7 @@ dominate a whole-frame descriptor.
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .config import Config
 from .errors import ImageError, InputError
+from .video import VIDEO_EXTENSIONS, frames_between
 
 BORDER_STD = 6.0  # a row/column with luma std under this is flat
 BORDER_DELTA = 12.0  # ...and within this of the edge colour belongs to the border
@@ -59,6 +62,26 @@ def read_image(path: str | Path, max_bytes: int, max_pixels: int) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{p}: truncated or corrupt image ({exc})") from exc
     return np.asarray(rgb)
+
+
+def load_picture(ref: str, cfg: Config) -> np.ndarray:
+    """A picture a user names, as RGB: an image file, or ``VIDEO@SECONDS`` for the frame a video shows
+    at that time (Search and Similarity take both)."""
+    path, sep, at = ref.rpartition("@")
+    if sep and Path(path).suffix.lower() in VIDEO_EXTENSIONS:
+        try:
+            t = float(at)
+        except ValueError:
+            t = math.nan
+        if not math.isfinite(t):
+            raise InputError(f"{ref}: VIDEO@SECONDS needs a number of seconds after '@'")
+        frames = frames_between(Path(path), max(0.0, t - 0.5), t, max(cfg.keyframes.image_max_side, 1280))
+        if not frames:
+            raise InputError(f"{ref}: no frame at {t:.2f} s in {path}")
+        return frames[-1][1]
+    if Path(ref).suffix.lower() in VIDEO_EXTENSIONS and Path(ref).is_file():
+        raise InputError(f"{ref}: a video; name one of its frames as {ref}@SECONDS")
+    return read_image(ref, cfg.search.max_image_bytes, cfg.search.max_image_pixels)
 
 
 def searchable(rgb: np.ndarray, name: str) -> np.ndarray:

@@ -21,7 +21,6 @@ Steps per query:
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -35,11 +34,11 @@ from .catalogue import READY, Catalogue
 from .config import Config
 from .embedder import Embedder
 from .errors import InputError
-from .images import cut_borders, read_image, searchable
+from .images import cut_borders, load_picture, searchable
 from .insets import crop, inset_boxes
 from .vectorstore import Hit, ModelInfo, VectorStore
 from .verify import NO_ALIGNMENT, Alignment, Features, align, aligned_similarity, features, keyframe_features
-from .video import VIDEO_EXTENSIONS, frames_between
+from .video import frames_between
 
 SPAN_SCORE_DROP = 0.05  # hits this close to the best score count towards the matching span
 WINDOW = 0.6  # side of the query windows, as a share of the query's sides
@@ -85,24 +84,9 @@ class Answer:
 
 
 def load_query(ref: str, cfg: Config) -> np.ndarray:
-    """A query as RGB: an image file, or ``VIDEO@SECONDS`` for the frame shown at that time of a video;
-    refused (InputError) when nothing can be searched for in it (:func:`~utils.images.searchable`)."""
-    path, sep, at = ref.rpartition("@")
-    if sep and Path(path).suffix.lower() in VIDEO_EXTENSIONS:
-        try:
-            t = float(at)
-        except ValueError:
-            t = math.nan
-        if not math.isfinite(t):
-            raise InputError(f"{ref}: VIDEO@SECONDS needs a number of seconds after '@'")
-        frames = frames_between(Path(path), max(0.0, t - 0.5), t, max(cfg.keyframes.image_max_side, 1280))
-        if not frames:
-            raise InputError(f"{ref}: no frame at {t:.2f} s in {path}")
-        return searchable(frames[-1][1], ref)
-    if Path(ref).suffix.lower() in VIDEO_EXTENSIONS and Path(ref).is_file():
-        raise InputError(f"{ref}: a video; ask with one of its frames as {ref}@SECONDS, "
-                         "or check the whole clip with VideoRetrieval.py")
-    return searchable(read_image(ref, cfg.search.max_image_bytes, cfg.search.max_image_pixels), ref)
+    """A query as RGB (:func:`~utils.images.load_picture`: an image file or ``VIDEO@SECONDS``), refused
+    (InputError) when nothing can be searched for in it (:func:`~utils.images.searchable`)."""
+    return searchable(load_picture(ref, cfg), ref)
 
 
 def query_views(rgb: np.ndarray) -> list[np.ndarray]:

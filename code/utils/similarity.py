@@ -8,13 +8,14 @@ from .catalogue import Catalogue, parse_id
 from .config import Config
 from .embedder import Embedder
 from .errors import InputError
-from .images import cut_borders, read_image
+from .images import cut_borders, load_picture, read_image
 
 KEYFRAME_PREFIX = "kf:"
 
 
 def load_operand(cfg: Config, cat: Catalogue, ref: str) -> np.ndarray:
-    """``kf:ID`` is a stored keyframe, anything else an image file; returns RGB pixels."""
+    """``kf:ID`` is a stored keyframe, anything else a picture as Search takes it (an image file or
+    ``VIDEO@SECONDS``); returns RGB pixels."""
     if ref.startswith(KEYFRAME_PREFIX):
         try:
             kid = parse_id(ref[len(KEYFRAME_PREFIX):])
@@ -23,8 +24,9 @@ def load_operand(cfg: Config, cat: Catalogue, ref: str) -> np.ndarray:
         rows = cat.keyframes_by_id([kid])
         if kid not in rows:
             raise InputError(f"{ref}: no keyframe with id {kid} in the catalogue")
-        ref = str(cfg.data_path / rows[kid].image_path)
-    return read_image(ref, cfg.search.max_image_bytes, cfg.search.max_image_pixels)
+        return read_image(str(cfg.data_path / rows[kid].image_path), cfg.search.max_image_bytes,
+                          cfg.search.max_image_pixels)
+    return load_picture(ref, cfg)
 
 
 def similarity(embedder: Embedder, a: np.ndarray, b: np.ndarray) -> float:
