@@ -24,19 +24,26 @@ from utils.search import Searcher, load_query  # noqa: E402
 from utils.vectorstore import VectorStore  # noqa: E402
 
 
+CHUNK = 16  # images read and searched together: a folder of screenshots never sits in memory whole
+
+
 def main(args, cfg) -> int:
-    queries, failed = [], 0
-    for path in args.images:
-        try:
-            queries.append((path, load_query(path, cfg)))
-        except InputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failed += 1
-    if not queries:
-        return 1
+    answers, thumbs, failed = [], [], 0
     embedder = Embedder.from_config(cfg)
     with open_catalogue(cfg) as cat, VectorStore(cfg) as store, Searcher(cfg, cat, store, embedder) as searcher:
-        answers = searcher.search(queries, args.top_k, args.threshold)
+        bar = cli.progress(args, total=len(args.images), unit="image", desc="search", leave=False)
+        for start in range(0, len(args.images), CHUNK):
+            queries = []
+            for path in args.images[start:start + CHUNK]:
+                try:
+                    queries.append((path, load_query(path, cfg)))
+                except InputError as exc:
+                    cli.error_line(bar, str(exc))
+                    failed += 1
+            answers += searcher.search(queries, args.top_k, args.threshold)
+            thumbs += [report.thumbnail_uri(rgb) for _, rgb in queries] if args.report else []
+            bar.update(len(args.images[start:start + CHUNK]))
+        bar.close()
     if args.json:
         cli.print_json([a.as_dict() for a in answers])
     else:
@@ -51,8 +58,8 @@ def main(args, cfg) -> int:
                             ["#", "video_id", "at", "span", "score", "keyframe", "video"])
     if args.report:
         rows = []
-        for (name, rgb), a in zip(queries, answers):
-            cells = [report.figure(report.thumbnail_uri(rgb), ["query", name], "q")]
+        for thumb, a in zip(thumbs, answers):
+            cells = [report.figure(thumb, ["query", a.query], "q")]
             cells += [report.figure(report.image_file_uri(m.keyframe_path),
                                     [Path(m.video_path).name, f"at {report.fmt_time(m.timestamp)}",
                                      f"score {m.score:.3f}"]) for m in a.results]

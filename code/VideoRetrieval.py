@@ -39,7 +39,7 @@ def main(args, cfg) -> int:
             try:
                 answers.append(detector.detect(clip, args.threshold, keep_frames=bool(args.report)))
             except InputError as exc:
-                (bar.write if not bar.disable else lambda m: print(m, file=sys.stderr))(f"error: {exc}")
+                cli.error_line(bar, str(exc))
                 failed += 1
         if args.report:
             try:

@@ -68,6 +68,15 @@ def progress(args: argparse.Namespace, iterable: Iterable[Any] | None = None, **
     return tqdm(iterable, disable=disable, dynamic_ncols=True, file=sys.stderr, **kw)
 
 
+def error_line(bar: tqdm, message: str) -> None:
+    """``error: message`` on stderr, above the progress bar when one is showing."""
+    line = f"error: {message}"
+    if bar.disable:
+        print(line, file=sys.stderr)
+    else:
+        bar.write(line, file=sys.stderr)
+
+
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, ensure_ascii=False, default=str)
     sys.stdout.write("\n")
