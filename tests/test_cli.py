@@ -102,6 +102,21 @@ def test_search_bad_inputs_one_line_each_rest_answered(library, videos):
     assert doc["query"] == str(good) and doc["results"]
 
 
+def test_search_many_images_answers_each_in_order(library, videos):
+    """More images than Search.py reads at once: every one answered, in the order given, with a bad
+    one in the second batch failing alone."""
+    _, env, tmp, _ = library
+    frames = [write_frame(videos / "bikes_10s_640x272_h264.mp4", 0.5 + i * 0.25, tmp / f"many{i:02d}.png")
+              for i in range(20)]
+    args = [str(f) for f in frames]
+    args.insert(18, str(tmp / "missing.png"))
+    res = run_script("Search.py", *args, "--json", "--top-k", "1", env=env)
+    assert res.returncode == 1 and res.stderr.count("error:") == 1 and "missing.png" in res.stderr
+    docs = json.loads(res.stdout)
+    assert [d["query"] for d in docs] == [str(f) for f in frames]
+    assert all(d["results"][0]["video_path"].endswith("bikes_10s_640x272_h264.mp4") for d in docs)
+
+
 def test_report_that_cannot_be_written_is_one_line_after_the_answers(library, videos):
     _, env, tmp, _ = library
     q = write_frame(videos / "bikes_10s_640x272_h264.mp4", 2.0, tmp / "r.png")
