@@ -3,7 +3,8 @@
 
     python code/Search.py IMAGE... [--top-k K] [--threshold T] [--json] [--report out.html]
 
-IMAGE is an image file, or VIDEO@SECONDS to ask with the frame a video shows at that time.
+IMAGE is an image file, a folder (every image file under it), or VIDEO@SECONDS to ask with the
+frame a video shows at that time.
 
 Prints a table per image (video, time, matching span, score, keyframe); --json prints one
 document [{"query", "results": [{"video_id", "video_path", "timestamp", "from", "to", "score",
@@ -20,6 +21,7 @@ from utils import cli, report  # noqa: E402
 from utils.catalogue import open_catalogue  # noqa: E402
 from utils.embedder import Embedder  # noqa: E402
 from utils.errors import InputError  # noqa: E402
+from utils.images import expand_folders  # noqa: E402
 from utils.search import Searcher, load_query  # noqa: E402
 from utils.vectorstore import VectorStore  # noqa: E402
 
@@ -28,13 +30,17 @@ CHUNK = 16  # images read and searched together: a folder of screenshots never s
 
 
 def main(args, cfg) -> int:
-    answers, thumbs, failed = [], [], 0
+    answers, thumbs = [], []
+    images, errors = expand_folders(args.images)
+    for message in errors:
+        print(f"error: {message}", file=sys.stderr)
+    failed = len(errors)
     embedder = Embedder.from_config(cfg)
     with open_catalogue(cfg) as cat, VectorStore(cfg) as store, Searcher(cfg, cat, store, embedder) as searcher:
-        bar = cli.progress(args, total=len(args.images), unit="image", desc="search", leave=False)
-        for start in range(0, len(args.images), CHUNK):
+        bar = cli.progress(args, total=len(images), unit="image", desc="search", leave=False)
+        for start in range(0, len(images), CHUNK):
             queries = []
-            for path in args.images[start:start + CHUNK]:
+            for path in images[start:start + CHUNK]:
                 try:
                     queries.append((path, load_query(path, cfg)))
                 except InputError as exc:
@@ -42,7 +48,7 @@ def main(args, cfg) -> int:
                     failed += 1
             answers += searcher.search(queries, args.top_k, args.threshold)
             thumbs += [report.thumbnail_uri(rgb) for _, rgb in queries] if args.report else []
-            bar.update(len(args.images[start:start + CHUNK]))
+            bar.update(len(images[start:start + CHUNK]))
         bar.close()
     if args.json:
         cli.print_json([a.as_dict() for a in answers])
@@ -71,7 +77,7 @@ def main(args, cfg) -> int:
 
 if __name__ == "__main__":
     p = cli.parser(__doc__.splitlines()[1])
-    p.add_argument("images", nargs="+", help="query image files (screenshots, frames), or VIDEO@SECONDS")
+    p.add_argument("images", nargs="+", help="query image files (screenshots, frames), folders of them, or VIDEO@SECONDS")
     p.add_argument("--top-k", type=cli.count_arg, help="videos per query (default: search.top_k)")
     p.add_argument("--threshold", type=float, help="minimum score (default: search.threshold)")
     p.add_argument("--report", help="write an HTML contact sheet here")

@@ -102,18 +102,27 @@ def test_search_bad_inputs_one_line_each_rest_answered(library, videos):
     assert doc["query"] == str(good) and doc["results"]
 
 
-def test_search_many_images_answers_each_in_order(library, videos):
-    """More images than Search.py reads at once: every one answered, in the order given, with a bad
-    one in the second batch failing alone."""
+def test_search_folders_and_many_images_answered_in_order(library, videos):
+    """Folders are searched for image files (recursively, other files left out); a missing file and a
+    folder without images fail alone with one line each; more images than Search.py reads at once
+    are all answered, in order."""
     _, env, tmp, _ = library
-    frames = [write_frame(videos / "bikes_10s_640x272_h264.mp4", 0.5 + i * 0.25, tmp / f"many{i:02d}.png")
-              for i in range(20)]
-    args = [str(f) for f in frames]
-    args.insert(18, str(tmp / "missing.png"))
+    shots = tmp / "shots"
+    (shots / "more").mkdir(parents=True)
+    (shots / "notes.txt").write_text("not a picture")
+    frames = [write_frame(videos / "bikes_10s_640x272_h264.mp4", 0.5 + i * 0.25,
+                          shots / ("more" if i >= 14 else "") / f"many{i:02d}.png") for i in range(20)]
+    (tmp / "empty folder").mkdir()
+    args = [str(f) for f in frames[:3]] + [str(shots / "more"), str(tmp / "missing.png"), str(tmp / "empty folder")]
     res = run_script("Search.py", *args, "--json", "--top-k", "1", env=env)
-    assert res.returncode == 1 and res.stderr.count("error:") == 1 and "missing.png" in res.stderr
+    assert res.returncode == 1 and res.stderr.count("error:") == 2, res.stderr
+    assert "missing.png: no such file" in res.stderr and "empty folder: no image files" in res.stderr
     docs = json.loads(res.stdout)
-    assert [d["query"] for d in docs] == [str(f) for f in frames]
+    assert [d["query"] for d in docs] == [str(f) for f in frames[:3] + frames[14:]]
+    res = run_script("Search.py", str(shots), "--json", "--top-k", "1", env=env)  # a folder, recursively
+    assert res.returncode == 0, res.stderr
+    docs = json.loads(res.stdout)
+    assert [d["query"] for d in docs] == [str(f) for f in frames]  # a folder's own files, then its subfolders
     assert all(d["results"][0]["video_path"].endswith("bikes_10s_640x272_h264.mp4") for d in docs)
 
 

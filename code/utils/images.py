@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import Config
 from .errors import ImageError, InputError
+from .paths import files_under
 from .video import VIDEO_EXTENSIONS, frames_between
 
 BORDER_STD = 6.0  # a row/column with luma std under this is flat
@@ -26,6 +27,22 @@ MIN_KEEP = 0.3  # never cut more than 70% of a side: a flat image is a flat imag
 THUMB_WIDTH = 160  # borders are found on a thumbnail this wide
 MIN_SIDE = 16  # a picture narrower or lower than this has nothing to search for (and breaks resizing)
 BLANK_STD = 2.0  # a picture whose luma varies less than this (0-255) is one flat colour
+IMAGE_EXTENSIONS = frozenset(".png .jpg .jpeg .webp .bmp .tif .tiff .gif".split())  # picked up inside folders
+
+
+def expand_folders(refs: list[str]) -> tuple[list[str], list[str]]:
+    """Pictures named by the user, with each folder replaced by the image files under it; and an error
+    message for each folder holding none (a file named explicitly is taken whatever its extension)."""
+    out, errors = [], []
+    for ref in refs:
+        if not Path(ref).is_dir():
+            out.append(ref)
+            continue
+        found = [str(f) for f in files_under(Path(ref), IMAGE_EXTENSIONS)]
+        if not found:
+            errors.append(f"{ref}: no image files in this folder ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        out += found
+    return out, errors
 
 
 def read_image(path: str | Path, max_bytes: int, max_pixels: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from .catalogue import Catalogue, NewKeyframe, VideoMeta, owner_id
 from .config import Config
 from .errors import InputError, P4VError
 from .keyframes import Keyframe, KeyframeExtractor
+from .paths import files_under
 from .storage import keyframe_rel, remove_video_dir, write_jpeg
 from .video import VIDEO_EXTENSIONS, content_hash
 
@@ -115,17 +116,8 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
-            visited: set[Path] = set()
-            for root, dirs, names in os.walk(p, followlinks=True):
-                real_root = Path(root).resolve()
-                if real_root in visited:
-                    dirs[:] = []
-                    continue
-                visited.add(real_root)
-                dirs.sort()
-                for name in sorted(names):
-                    if Path(name).suffix.lower() in VIDEO_EXTENSIONS and (Path(root) / name).is_file():
-                        add(Path(root) / name)
+            for f in files_under(p, VIDEO_EXTENSIONS):
+                add(f)
         elif p.exists():
             add(p)
         else:
