@@ -3,9 +3,9 @@
 
     python code/Similarity.py A B [--json]
 
-A and B are image files, video frames written VIDEO@SECONDS, or keyframe ids written kf:ID. Prints the cosine similarity of their
-embeddings (after cutting flat borders, as Search does) and whether that is the same scene by
-search.same_threshold. --json: {"a", "b", "similarity", "same"}.
+A and B are image files, video frames written VIDEO@SECONDS, or keyframe ids written kf:ID.
+Prints the cosine similarity of their embeddings (after cutting flat borders, as Search does) and
+whether that is the same scene by search.same_threshold. --json: {"a", "b", "similarity", "same"}.
 """
 
 import sys
