@@ -77,7 +77,8 @@ def main(args, cfg) -> int:
 
 if __name__ == "__main__":
     p = cli.parser(__doc__.splitlines()[1])
-    p.add_argument("images", nargs="+", help="query image files (screenshots, frames), folders of them, or VIDEO@SECONDS")
+    p.add_argument("images", nargs="+",
+                   help="query image files (screenshots, frames), folders of them, or VIDEO@SECONDS")
     p.add_argument("--top-k", type=cli.count_arg, help="videos per query (default: search.top_k)")
     p.add_argument("--threshold", type=float, help="minimum score (default: search.threshold)")
     p.add_argument("--report", help="write an HTML contact sheet here")

@@ -54,7 +54,8 @@ from .keyframes import KeyframeExtractor
 from .vectorstore import ModelInfo, VectorStore
 from .video import content_hash
 
-CORE, MIRROR, INSET = 0, 1, 2  # query views: flat borders cut (as library keyframes are embedded), flipped, insets (2, 3..)
+# query views: flat borders cut (as library keyframes are embedded), flipped, insets (2, 3..)
+CORE, MIRROR, INSET = 0, 1, 2
 FLAT_STD = 8.0  # a frame whose luma standard deviation is under this is flat (fade, blank, solid card)
 GREY_CHROMA = 6.0  # a frame whose mean max-min channel spread is under this has no colour
 REGION = 0.6  # verification regions: four corners and the centre, each this share of each side
