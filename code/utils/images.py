@@ -105,10 +105,15 @@ def searchable(rgb: np.ndarray, name: str) -> np.ndarray:
     """``rgb``, unless nothing can be found from it: under MIN_SIDE pixels on a side, or one flat colour
     (a black or blank picture matches every fade and blank frame of every video, with full scores)."""
     _check_size(rgb.shape[1], rgb.shape[0], name)
-    grey = cv2.cvtColor(cv2.resize(rgb, (64, 36), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
-    if float(grey.std()) < BLANK_STD:
+    if luma_spread(rgb) < BLANK_STD:
         raise ImageError(f"{name}: the picture is blank (one flat colour): every fade and blank frame matches it")
     return rgb
+
+
+def luma_spread(rgb: np.ndarray) -> float:
+    """How much a picture varies: the luma standard deviation (0-255) of a 64 x 36 thumbnail, blind to
+    noise and detail (a blank frame, a fade and a solid title card score near 0)."""
+    return float(cv2.cvtColor(cv2.resize(rgb, (64, 36), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY).std())
 
 
 def _check_size(w: int, h: int, name: str) -> None:

@@ -48,7 +48,7 @@ from .catalogue import READY, Catalogue, Video
 from .config import Config
 from .embedder import Embedder
 from .errors import InputError
-from .images import cut_borders
+from .images import cut_borders, luma_spread
 from .insets import Box, crop, inset_boxes
 from .keyframes import KeyframeExtractor
 from .vectorstore import ModelInfo, VectorStore
@@ -324,7 +324,7 @@ def _thumb(rgb: np.ndarray) -> np.ndarray:
 
 def _is_flat(rgb: np.ndarray) -> bool:
     """A picture with (almost) nothing in it: a fade to black, a blank or solid-colour frame."""
-    return float(cv2.cvtColor(_thumb(rgb), cv2.COLOR_RGB2GRAY).std()) < FLAT_STD
+    return luma_spread(rgb) < FLAT_STD
 
 
 def _is_grey(rgb: np.ndarray) -> bool:
