@@ -32,15 +32,16 @@ CHUNK = 16  # images read and searched together: a folder of screenshots never s
 def main(args, cfg) -> int:
     answers, thumbs = [], []
     images, errors = expand_folders(args.images)
-    for message in errors:
-        print(f"error: {message}", file=sys.stderr)
     failed = len(errors)
     embedder = Embedder.from_config(cfg)
     with open_catalogue(cfg) as cat, VectorStore(cfg) as store, Searcher(cfg, cat, store, embedder) as searcher:
         bar = cli.progress(args, total=len(images), unit="image", desc="search", leave=False)
+        for message in errors:
+            cli.error_line(bar, message)
         for start in range(0, len(images), CHUNK):
+            batch = images[start:start + CHUNK]
             queries = []
-            for path in images[start:start + CHUNK]:
+            for path in batch:
                 try:
                     queries.append((path, load_query(path, cfg)))
                 except InputError as exc:
@@ -48,7 +49,7 @@ def main(args, cfg) -> int:
                     failed += 1
             answers += searcher.search(queries, args.top_k, args.threshold)
             thumbs += [report.thumbnail_uri(rgb) for _, rgb in queries] if args.report else []
-            bar.update(len(images[start:start + CHUNK]))
+            bar.update(len(batch))
         bar.close()
     if args.json:
         cli.print_json([a.as_dict() for a in answers])
