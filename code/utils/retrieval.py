@@ -82,7 +82,7 @@ class QueryFrame:
 
     def view(self, view: int) -> np.ndarray:
         """The picture one of this frame's views showed the model (see :func:`frame_views`)."""
-        return dict(frame_views(self.rgb(), view == MIRROR, self.insets))[view]
+        return dict(frame_views(cut_borders(self.rgb()), view == MIRROR, self.insets))[view]
 
 
 @dataclass(frozen=True)
@@ -296,11 +296,10 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 # -- views and regions ------------------------------------------------------------------------------
 
-def frame_views(rgb: np.ndarray, mirror: bool, insets: Sequence[Box] = ()) -> list[tuple[int, np.ndarray]]:
-    """What is embedded for one query frame: its border-cut core (Create embeds keyframes border-cut
-    too, so bars a copy added or removed do not count), with ``mirror`` the core flipped, and the
-    crop of each inset box of the core."""
-    core = cut_borders(rgb)
+def frame_views(core: np.ndarray, mirror: bool, insets: Sequence[Box] = ()) -> list[tuple[int, np.ndarray]]:
+    """What is embedded for one query frame, from its border-cut ``core`` (Create embeds keyframes
+    border-cut too, so bars a copy added or removed do not count): the core, with ``mirror`` the core
+    flipped, and the crop of each inset box of the core."""
     views = [(CORE, core)]
     if mirror:
         views.append((MIRROR, np.ascontiguousarray(core[:, ::-1])))
@@ -412,11 +411,12 @@ class CopyDetector:
                 ok, buf = cv2.imencode(".jpg", cv2.cvtColor(kf.image, cv2.COLOR_RGB2BGR),
                                        [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
                 flat = _is_flat(kf.image)
-                insets = tuple(inset_boxes(cut_borders(kf.image))) if not flat and self.r.insets else ()
+                core = None if flat else cut_borders(kf.image)
+                insets = tuple(inset_boxes(core)) if core is not None and self.r.insets else ()
                 frames.append(QueryFrame(len(frames), float(kf.timestamp), kf.kind, buf.tobytes() if ok else b"",
                                          flat, _is_grey(kf.image), insets))
-                if not flat:
-                    pending += [(len(frames) - 1, v, img) for v, img in frame_views(kf.image, self.r.mirror, insets)]
+                if core is not None:
+                    pending += [(len(frames) - 1, v, img) for v, img in frame_views(core, self.r.mirror, insets)]
                 if len(pending) >= SEARCH_BATCH:
                     self._search(pending, frames, best)
                     pending = []
