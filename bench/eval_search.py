@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.ingest import ingest
     from utils.search import Searcher
     from utils.vectorstore import VectorStore
-    from utils.verify import keyframe_features
+    from utils.verify import forget_keyframes
 
     t_all = time.perf_counter()
     all_videos = sorted(p for p in args.videos.iterdir() if p.is_file() and not p.name.endswith(".md"))
@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             # as a one-off Search.py meets them: no stored keyframe's ORB features computed yet
             cold_ms: list[float] = []
             for i, q in enumerate(queries):
-                keyframe_features.cache_clear()
+                forget_keyframes()
                 ts = time.perf_counter()
                 searcher.search([(f"q{i}", q.image)], top_k=5, threshold=-1.0)
                 cold_ms.append((time.perf_counter() - ts) * 1000)

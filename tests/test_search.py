@@ -145,6 +145,47 @@ def test_orientation_confirmed_once_is_tried_on_every_chosen_keyframe(lib, video
         assert c.inliers >= cfg.search.verify_min_inliers and c.view == 0, (c.hit.timestamp, c.tried, c.inliers)
 
 
+def fixed_camera(p: Path, background: np.ndarray, walker: np.ndarray, seconds: int = 16, fps: int = 10) -> Path:
+    """A fixed camera's clip: ``background`` (640 x 360) all along, and ``walker`` (40 x 80) crossing it
+    from left to right at a steady pace, the only thing that moves."""
+    with av.open(str(p), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        for i in range(seconds * fps):
+            img = background.copy()
+            x = 20 + 560 * i // (seconds * fps)
+            img[240:320, x:x + 40] = walker
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return p
+
+
+def test_fixed_camera_moment_told_by_what_moved(tmp_path, videos):
+    """In a fixed camera's clip every keyframe aligns with the query on the same background and the
+    cells' median agreement ties them all: only a small figure crossing the view tells the moments
+    apart, and the finer whole-picture comparison must see where it is. With inliers deciding instead,
+    the frame at 1.3 s was answered with the keyframe at 11 s."""
+    background = cv2.resize(frame_at(videos / "cockatoo_720p_h264.mp4", 5.0)[1], (640, 360), interpolation=cv2.INTER_AREA)
+    toy = frame_at(videos / "mdn_elf_480p_h264.mp4", 3.0)[1]
+    h, w = toy.shape[:2]
+    walker = cv2.resize(toy[:, (w - h // 2) // 2:(w + h // 2) // 2], (40, 80), interpolation=cv2.INTER_AREA)
+    clip = fixed_camera(tmp_path / "hall.mp4", background, walker)
+    cfg = make_config(tmp_path, "sqlite")
+    with open_catalogue(cfg) as cat:
+        assert ingest(cfg, cat, [clip]).count("added") == 1
+        embed_library(cfg, cat)
+        kf_times = [k.timestamp for k in cat.video_keyframes(cat.videos()[0].id)]
+        assert max(kf_times) - min(kf_times) > 10  # one still shot, many keyframes
+        with VectorStore(cfg) as store, Searcher(cfg, cat, store, Embedder.from_config(cfg)) as searcher:
+            for t in (1.35, 3.35, 5.55, 7.65, 9.45, 11.55, 13.65):
+                ft, rgb = frame_at(clip, t)
+                assert min(abs(ft - k) for k in kf_times) > 0.25  # between keyframes
+                (answer,) = searcher.search([(f"hall@{t}", rgb)])
+                assert abs(answer.results[0].timestamp - ft) <= 1.0, (ft, answer.results[0].timestamp)
+
+
 def test_mirrored_letterboxed_screenshot_found(lib, videos):
     cfg, cat, store, embedder, _ = lib
     t, rgb = frame_at(videos / "cockatoo_720p_h264.mp4", 6.3)

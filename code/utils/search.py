@@ -37,7 +37,8 @@ from .errors import InputError
 from .images import cut_borders, load_picture, searchable
 from .insets import crop, inset_boxes
 from .vectorstore import Hit, ModelInfo, VectorStore
-from .verify import NO_ALIGNMENT, Alignment, Features, align, aligned_similarity, features, keyframe_features
+from .verify import (NO_ALIGNMENT, Alignment, Features, align, aligned_similarity, detail_similarity, features,
+                     keyframe_features)
 from .video import frames_between
 
 SPAN_SCORE_DROP = 0.05  # hits this close to the best score count towards the matching span
@@ -51,6 +52,7 @@ REFINE_MIN_GAP = 0.3  # keyframes closer than this on both sides already give th
 BEST_VIDEO_CANDIDATES = 8  # keyframes of the leading video always verified (to pick its moment)
 MOMENT_INLIER_SHARE = 0.5  # keyframes aligned with at least this share of the best's inliers compete for the moment
 PIXEL_MARGIN = 0.01  # aligned-pixel agreements this close do not tell two keyframes apart
+STILL_SHOT_SPAN = 5.0  # seconds: keyframes this far apart that the pixels cannot tell apart are a fixed camera's
 ORIENTATION_MARGIN = 0.03  # a mirrored view scoring within this of the other is verified too
 VERIFY_THREADS = min(4, os.cpu_count() or 1)  # keyframes verified at once (OpenCV releases the GIL)
 
@@ -118,6 +120,7 @@ class _Candidate:
     alignment: Alignment = NO_ALIGNMENT
     view: int = 0  # the query view (0 as is, 1 mirrored, 2.. a window) the alignment is of
     keyframe: Features | None = None
+    path: str = ""  # the stored keyframe image, once its features are read
     pixels: float = -1.0  # agreement of the aligned pixels (utils.verify.aligned_similarity), once computed
     tried: set[int] = field(default_factory=set)  # query views already aligned with it
 
@@ -281,7 +284,8 @@ class Searcher:
         def check(c: _Candidate) -> None:
             """Verify one keyframe: its own state only, so keyframes are verified in parallel."""
             if c.hit.id in rows:
-                c.keyframe = keyframe_features(str(self.cfg.data_path / rows[c.hit.id].image_path))
+                c.path = str(self.cfg.data_path / rows[c.hit.id].image_path)
+                c.keyframe = keyframe_features(c.path)
             if c.keyframe is None:
                 return
             try_views(c, c.orientations())
@@ -342,15 +346,23 @@ class Searcher:
 
         The best-aligned keyframe, except in a static shot, where several keyframes align about as
         well (the same background keypoints): there the query laid onto each of them decides, pixel
-        by pixel (:func:`~utils.verify.aligned_similarity`), where the pixels differ at all; among
-        keyframes the pixels cannot tell apart, the most inliers, then the embedding, decide."""
+        by pixel (:func:`~utils.verify.aligned_similarity`), where the pixels differ at all. Among
+        keyframes the pixels cannot tell apart, the most inliers, then the embedding, decide: they
+        are neighbours in a pan or a slow change, where the nearer frame shares more of the picture.
+        Keyframes alike over more than STILL_SHOT_SPAN are a fixed camera's (a hall, a street, a
+        desk): what tells their moments apart is a person or a thing that moved, too small for the
+        cells' median, so a finer comparison of the whole picture decides
+        (:func:`~utils.verify.detail_similarity`)."""
         floor = max(MOMENT_INLIER_SHARE * most, self.cfg.search.verify_min_inliers)
         alike = [c for c in cs if c.inliers >= floor and c.keyframe is not None]
         for c in alike:
             c.pixels = aligned_similarity(query_feats[c.view], c.keyframe, c.alignment)
         top = max(c.pixels for c in alike)
-        # pixels only decide where they differ: in a truly still shot more inliers mean the nearer frame
-        return max((c for c in alike if c.pixels >= top - PIXEL_MARGIN), key=lambda c: (c.inliers, c.any_view))
+        tied = [c for c in alike if c.pixels >= top - PIXEL_MARGIN]
+        times = [c.hit.timestamp for c in tied]
+        if max(times) - min(times) > STILL_SHOT_SPAN:
+            return max(tied, key=lambda c: (detail_similarity(query_feats[c.view], c.path, c.alignment), c.inliers))
+        return max(tied, key=lambda c: (c.inliers, c.any_view))
 
     def _refine(self, match: Match, query_vecs: np.ndarray) -> None:
         """Move the best answer from its keyframe's time to the query's own moment.

@@ -32,6 +32,7 @@ _matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
 COMPARE_SIDE = 128  # long side of the grey images compared after alignment: detail, not noise
 QUERY_COMPARE_SIDE = 256  # the query's copy is kept finer: its picture may fill only part of it
 GRID = 4  # cells per side compared after alignment
+FINE_SIDE = 256  # long side of the finer grey copies that tell apart the alike keyframes of a still shot
 
 
 class Features(NamedTuple):
@@ -109,25 +110,10 @@ def aligned_similarity(query: Features, keyframe: Features, alignment: Alignment
     normalised so that brightness and contrast edits do not either, and cell by cell so that a
     subtitle box or a logo spoils a cell or two, not the verdict.
     """
-    if alignment.transform is None:
+    laid = _laid_onto(query, keyframe.small, keyframe.scale, alignment)
+    if laid is None:
         return -1.0
-    target = keyframe.small.astype(np.float32)
-    h, w = target.shape
-    # query copy -> keypoint coordinates -> keyframe copy
-    m = alignment.transform * keyframe.scale
-    m[:, :2] /= query.scale
-    grey = query.small
-    shrink = math.hypot(m[0, 0], m[0, 1])
-    if shrink < 1:  # area-average the query down first: warping alone would alias
-        qh, qw = grey.shape
-        grey = cv2.resize(grey, (max(1, round(qw * shrink)), max(1, round(qh * shrink))), interpolation=cv2.INTER_AREA)
-        m[:, :2] *= np.array([qw / grey.shape[1], qh / grey.shape[0]])
-    warped = cv2.warpAffine(grey, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0).astype(np.float32)
-    cover = cv2.warpAffine(np.full(grey.shape, 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) == 255
-    cover = cv2.erode(cover.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    if cover.sum() < 0.1 * cover.size:
-        return -1.0
-    warped, target = cv2.GaussianBlur(warped, (3, 3), 0), cv2.GaussianBlur(target, (3, 3), 0)
+    warped, target, cover = laid
     rows, cols = np.flatnonzero(cover.any(axis=1)), np.flatnonzero(cover.any(axis=0))
     scores = []  # cells of the part the query covers, however much of the keyframe that is
     for ys in np.array_split(np.arange(rows[0], rows[-1] + 1), GRID):
@@ -142,3 +128,65 @@ def aligned_similarity(query: Features, keyframe: Features, alignment: Alignment
             if denom > 4e-3 * len(a):  # a flat cell (sky, a black bar) says nothing
                 scores.append(float((a * b).sum() / denom))
     return float(np.median(scores)) if scores else -1.0
+
+
+@lru_cache(maxsize=512)
+def keyframe_detail(path: str) -> tuple[np.ndarray, float]:
+    """A stored keyframe as a FINE_SIDE grey copy, and the scale from its pixels onto the copy (cached
+    apart from :func:`keyframe_features`: only keyframes of still shots are ever asked for it)."""
+    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        return np.zeros((1, 1), np.uint8), 1.0
+    h, w = img.shape
+    scale = min(1.0, FINE_SIDE / max(h, w))
+    small = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return small, small.shape[1] / w
+
+
+def detail_similarity(query: Features, keyframe_path: str, alignment: Alignment) -> float:
+    """Normalised correlation (-1..1) of the whole covered part of a keyframe and the query laid onto
+    it, at FINE_SIDE: finer than :func:`aligned_similarity`, and one figure for the whole picture
+    rather than a median of cells, so that a small thing that moved (a person crossing a fixed
+    camera's view) counts. Only for telling apart keyframes that the cells found alike."""
+    small, scale = keyframe_detail(keyframe_path)
+    laid = _laid_onto(query, small, scale, alignment)
+    if laid is None:
+        return -1.0
+    warped, target, cover = laid
+    a, b = warped[cover], target[cover]
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else -1.0
+
+
+def _laid_onto(query: Features, target: np.ndarray, scale: float,
+               alignment: Alignment) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The query's grey copy laid onto a keyframe's grey copy (``scale``: keyframe pixels -> copy) with
+    the alignment found, both lightly blurred, and where the query covers it; None where there is no
+    transform or the query covers under a tenth of the copy."""
+    if alignment.transform is None:
+        return None
+    h, w = target.shape
+    # query copy -> keypoint coordinates -> keyframe copy
+    m = alignment.transform * scale
+    m[:, :2] /= query.scale
+    grey = query.small
+    shrink = math.hypot(m[0, 0], m[0, 1])
+    if shrink < 1:  # area-average the query down first: warping alone would alias
+        qh, qw = grey.shape
+        grey = cv2.resize(grey, (max(1, round(qw * shrink)), max(1, round(qh * shrink))), interpolation=cv2.INTER_AREA)
+        m[:, :2] *= np.array([qw / grey.shape[1], qh / grey.shape[0]])
+    warped = cv2.warpAffine(grey, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0).astype(np.float32)
+    cover = cv2.warpAffine(np.full(grey.shape, 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) == 255
+    cover = cv2.erode(cover.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    if cover.sum() < 0.1 * cover.size:
+        return None
+    blurred = cv2.GaussianBlur(warped, (3, 3), 0), cv2.GaussianBlur(target.astype(np.float32), (3, 3), 0)
+    return blurred[0], blurred[1], cover
+
+
+def forget_keyframes() -> None:
+    """Empty the caches of stored keyframes' features, as a new process starts with them empty (the
+    eval times a one-off Search.py this way)."""
+    keyframe_features.cache_clear()
+    keyframe_detail.cache_clear()
