@@ -121,6 +121,7 @@ class _Candidate:
     view: int = 0  # the query view (0 as is, 1 mirrored, 2.. a window) the alignment is of
     keyframe: Features | None = None
     path: str = ""  # the stored keyframe image, once its features are read
+    inset: float = -1.0  # best score from an inset view of the query (a picture framed inside it)
     pixels: float = -1.0  # agreement of the aligned pixels (utils.verify.aligned_similarity), once computed
     tried: set[int] = field(default_factory=set)  # query views already aligned with it
 
@@ -148,6 +149,7 @@ class _Query:
     cands: dict[int, _Candidate] = field(default_factory=dict)
     feats: dict[int, Features] = field(default_factory=dict)
     feats_lock: threading.Lock = field(default_factory=threading.Lock)
+    first_inset: int | None = None  # views from this one on are insets (utils.insets), once looked for
 
     def view_features(self, view: int) -> Features:
         """ORB features of one view, computed once however many verifying threads ask for them."""
@@ -197,14 +199,15 @@ class Searcher:
             for q in states:
                 self._verify(q)
             open_ = [q for q in states if not self._settled(q, self.cfg.search.threshold)]
-            wins = [self._parts(q) for q in open_]
-            if any(wins):
-                hits = self.store.search(self.embedder.embed([w for ws in wins for w in ws]), WINDOW_HITS)
+            parts = [self._parts(q) for q in open_]
+            if any(ws or ins for ws, ins in parts):
+                hits = self.store.search(self.embedder.embed([v for ws, ins in parts for v in ws + ins]), WINDOW_HITS)
                 pos = 0
-                for q, ws in zip(open_, wins):
-                    self._add_hits(q, hits[pos:pos + len(ws)], first_view=len(q.views))
-                    pos += len(ws)
-                    q.views += ws
+                for q, (ws, ins) in zip(open_, parts):
+                    q.first_inset = len(q.views) + len(ws)
+                    self._add_hits(q, hits[pos:pos + len(ws) + len(ins)], first_view=len(q.views))
+                    pos += len(ws) + len(ins)
+                    q.views += ws + ins
                     self._verify(q)
         answers = []
         for (name, _), q in zip(queries, states):
@@ -215,16 +218,16 @@ class Searcher:
         return answers
 
     @staticmethod
-    def _parts(q: _Query) -> list[np.ndarray]:
-        """The parts of an unsettled query worth embedding on their own: any inset framed by straight
-        edges (utils.insets), and, unless the whole picture aligned firmly with something (then it
-        is a look-alike background around an inset, or a player's picture scoring low), the 3 x 3
-        windows too."""
+    def _parts(q: _Query) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The parts of an unsettled query worth embedding on their own, as (windows, insets): any inset
+        framed by straight edges (utils.insets), and, unless the whole picture aligned firmly with
+        something (then it is a look-alike background around an inset, or a player's picture scoring
+        low), the 3 x 3 windows too."""
         core = q.views[0]
         insets = [crop(core, box) for box in inset_boxes(core)]
         if max((c.inliers for c in q.cands.values()), default=0) >= SETTLED_INLIERS:
-            return insets
-        return windows(core) + insets
+            return [], insets
+        return windows(core), insets
 
     @staticmethod
     def _settled(q: _Query, threshold: float) -> bool:
@@ -238,7 +241,7 @@ class Searcher:
     @staticmethod
     def _add_hits(q: _Query, hits: list[list[Hit]], first_view: int) -> None:
         """Record the keyframe hits of query views ``first_view``, ``first_view + 1``... (0 as is,
-        1 mirrored, 2.. windows)."""
+        1 mirrored, 2.. windows and insets)."""
         for view, view_hits in enumerate(hits, start=first_view):
             for rank, h in enumerate(view_hits):
                 c = q.cands.setdefault(h.id, _Candidate(h))
@@ -246,7 +249,10 @@ class Searcher:
                 if view < 2:
                     c.base = max(c.base, h.score)
                     c.by_view[view] = max(c.by_view[view], h.score)
-                elif rank < WINDOW_LEADS:
+                    continue
+                if q.first_inset is not None and view >= q.first_inset:
+                    c.inset = max(c.inset, h.score)
+                if rank < WINDOW_LEADS:
                     c.led.append(view)
 
     def _verify(self, q: _Query) -> None:
@@ -304,9 +310,14 @@ class Searcher:
 
     def _rank(self, cands: dict[int, _Candidate], top_k: int, threshold: float,
               query_feats: dict[int, Features]) -> list[Match]:
-        """One answer per video: geometrically verified videos first, then the rest, each by its score (a
-        picture-in-picture's inset may align with fewer keypoints than a look-alike of its background,
-        but its pixels agree better)."""
+        """One answer per video: geometrically verified videos scoring over the configured threshold
+        first, then the rest, each by its score (a picture-in-picture's inset may align with fewer
+        keypoints than a look-alike of its background, but its pixels agree better).
+
+        A verified video scoring under the threshold is a look-alike (the same table or room around an
+        inset): it competes on its score alone. So does an inset's own embedding: a picture framed
+        by straight edges is a picture of its own, and a flat one (sky, a wall) gives ORB nothing to
+        align, unlike an arbitrary window, whose score counts only through the geometry."""
         min_inliers = self.cfg.search.verify_min_inliers
         by_video: dict[int, list[_Candidate]] = {}
         for c in cands.values():
@@ -320,10 +331,11 @@ class Searcher:
                 # higher (heavy edits lower the first, not the second; the same room with other content
                 # in it lowers the second)
                 score = max(verified.any_view, max(c.base for c in cs), verified.pixels)
-                scored.append(((1, score), score, verified, cs))
+                scored.append(((score >= self.cfg.search.threshold, score), score, verified, cs))
             else:
-                best = max(cs, key=lambda c: c.base)
-                scored.append(((0, best.base), best.base, best, cs))
+                best = max(cs, key=lambda c: max(c.base, c.inset))
+                score = max(best.base, best.inset)
+                scored.append(((False, score), score, best, cs))
         scored.sort(key=lambda x: x[0], reverse=True)
         matches: list[Match] = []
         for _, score, top, cs in scored:
@@ -335,7 +347,7 @@ class Searcher:
             rows = self.cat.keyframes_by_id([top.hit.id])
             if video is None or video.status != READY or top.hit.id not in rows:
                 continue  # vectors of a video being deleted, or drift: never answer with it
-            lo, hi = self._span([c.hit for c in cs if c.base >= 0], top.hit, top.base)
+            lo, hi = self._span([c.hit for c in cs if c.base >= 0], top.hit, max(top.base, top.inset))
             matches.append(Match(video.id, video.path, top.hit.timestamp, lo, hi, score, top.hit.id,
                                  str(self.cfg.data_path / rows[top.hit.id].image_path)))
         return matches
