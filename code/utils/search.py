@@ -12,7 +12,8 @@ Steps per query:
    where nothing aligned firmly at all, a 3 x 3 grid of windows of the query (a small player picture
    is mostly whole in one of them); fetch a few keyframes per window and verify each window's first
    hit against the window itself; a window's score counts only when the geometry confirms it
-   (windows never turn an unrelated picture into a match);
+   (windows never turn an unrelated picture into a match), an inset's counts as the whole
+   picture's does (it is a picture of its own, and a flat one gives ORB nothing to align);
 4. group by video (one answer per video) with the span of its neighbouring strong hits as
    ``from``/``to`` (as trace.moe does);
 5. optionally (``search.refine``) refine the first answer's moment between keyframes by decoding
