@@ -58,6 +58,7 @@ def test_drawn_rectangle_outline_is_found_and_tiny_boxes_are_not():
     """The box comes back in the image's own pixels at any size; a frame under MIN_SIDE of the image
     does not count."""
     big = np.full((1080, 1920, 3), 40, np.uint8)
+    big[300:800, 600:1500] = np.random.default_rng(1).integers(60, 200, (500, 900, 1), dtype=np.uint8)  # a picture in it
     cv2.rectangle(big, (600, 300), (1500, 800), (230, 230, 230), 3)
     (box,) = inset_boxes(big)[:1]
     slack = 2 * 1920 / SIDE  # two pixels of the copy searched
@@ -65,3 +66,16 @@ def test_drawn_rectangle_outline_is_found_and_tiny_boxes_are_not():
     small = np.full((360, 640, 3), 40, np.uint8)
     cv2.rectangle(small, (300, 150), (360, 190), (230, 230, 230), 2)
     assert inset_boxes(small) == []
+
+
+def test_framed_blank_panel_is_no_inset():
+    """A player's black pillarbox beside a portrait video is framed by straight edges too, but there
+    is nothing in it: as a query view it matched every fade to black in the library, at full score."""
+    _, portrait = frame_at(need_videos() / "portrait_keyboard_1080x1920_h264.mp4", 0.67)
+    page = np.full((720, 1280, 3), 35, np.uint8)  # window chrome
+    page[40:680, 40:1240] = 0  # the player's black picture area...
+    page[40:680, 460:820] = cv2.resize(portrait, (360, 640), interpolation=cv2.INTER_AREA)  # ...and the video in it
+    boxes = inset_boxes(page)
+    assert boxes, "the player's picture area is framed"
+    for box in boxes:
+        assert crop(page, box).std() > 5, box

@@ -9,8 +9,9 @@ untouched frame (on the eval's picture-in-picture queries, an exact crop found e
 An inset's frame is four straight edges: along most of each side of an axis-aligned rectangle the
 colour steps sharply from one pixel to the next. Found on a small copy of the image with cumulative
 sums (no Hough transform, which breaks an edge into pieces wherever the two sides happen to match).
-A box found in error costs Search some time, never a wrong answer: every view must still align
-geometrically with the keyframe it finds.
+A framed area with nothing in it (a black pillarbox beside a portrait video, a blank panel) is no
+picture: it would match every fade and blank frame, so it is not an inset. A box found in error
+otherwise costs time: an inset's embedding must still score with a keyframe like a whole picture's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+
+from .images import BLANK_STD, luma_spread
 
 SIDE = 320  # long side of the copy searched for edges, pixels
 STEP = 14  # colour step (0-255, largest of R, G, B) between neighbouring pixels that counts as an edge
@@ -113,7 +116,8 @@ def inset_boxes(rgb: np.ndarray, max_boxes: int = 2) -> list[Box]:
     boxes: list[Box] = []
     while len(found) and len(boxes) < max_boxes:
         best = found[0]
-        boxes.append(Box(*(min(limit, round(int(v) / scale)) for v, limit in zip(best, (h0, h0, w0, w0)))))
+        if luma_spread(crop(small, Box(*best))) >= BLANK_STD:  # framed but blank is no picture (nor its near twins)
+            boxes.append(Box(*(min(limit, round(int(v) / scale)) for v, limit in zip(best, (h0, h0, w0, w0)))))
         found = found[_iou(found, best) < OVERLAP]
     return boxes
 
