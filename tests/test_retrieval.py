@@ -233,6 +233,13 @@ def test_bad_file_raises_video_error(detector, clips):
         detector.detect(clips["bad"])
 
 
+def test_still_image_points_to_search(detector, tmp_path):
+    """A picture asked as a clip: the error says which script answers a picture."""
+    for still in badmedia.still_images(tmp_path):
+        with pytest.raises(VideoError, match=r"a still image .*Search\.py"):
+            detector.detect(still)
+
+
 # -- the CLI, MariaDB catalogue, on a library no pytest process ever opened -------------------------------
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def open_video(path: Path) -> av.container.InputContainer:
     fmt = container.format.name
     if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg's still-image demuxers
         container.close()
-        raise VideoError(f"{path}: a still image ({fmt}), not a video")
+        raise VideoError(f"{path}: a still image ({fmt}), not a video (Search.py finds where a picture comes from)")
     return container
 
 
