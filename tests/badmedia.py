@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterable
 
 import av
 import cv2
@@ -78,19 +79,30 @@ def audio_only(d: Path) -> Path:
     return p
 
 
+def write_clip(p: Path, pictures: Iterable[np.ndarray], size: tuple[int, int], fps: int = 25,
+               codec: str = "libx264", bit_rate: int = 0) -> Path:
+    """A real video of RGB ``pictures`` (each ``size``, width x height), one frame each at ``fps``."""
+    with av.open(str(p), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        for i, picture in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return p
+
+
 def synthetic_video(p: Path, seconds: float = 2.0, fps: int = 25, size: tuple[int, int] = (160, 120),
                     codec: str = "libx264", seed: int = 0) -> Path:
     """A small real video of moving coloured blocks (distinct per seed)."""
     rng = np.random.default_rng(seed)
     w, h = size
     base = rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8)
-    with av.open(str(p), "w") as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for i in range(int(seconds * fps)):
-            img = np.kron(np.roll(base, i // 3, axis=1), np.ones((8, 8, 1), dtype=np.uint8))
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return p
+    pictures = (np.kron(np.roll(base, i // 3, axis=1), np.ones((8, 8, 1), dtype=np.uint8))
+                for i in range(int(seconds * fps)))
+    return write_clip(p, pictures, size, fps, codec)

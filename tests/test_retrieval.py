@@ -93,21 +93,14 @@ def make_inset_clip(out: Path, inset: tuple[str, float, float], background: tupl
     iw = int(w * width) // 2 * 2
     ih = int(iw * fg[0][1].shape[0] / fg[0][1].shape[1]) // 2 * 2
     x, y = w - iw - 20, 20
-    with av.open(str(out), "w") as dst:
-        stream = dst.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = w, h, "yuv420p", 800_000
-        for i in range(int(inset[2] * 25)):
-            t = i / 25
-            picture = cv2.resize(min(bg, key=lambda f: abs(f[0] - t))[1], size)
-            cv2.rectangle(picture, (x - 4, y - 4), (x + iw + 3, y + ih + 3), (255, 255, 255), -1)
-            picture[y:y + ih, x:x + iw] = cv2.resize(min(fg, key=lambda f: abs(f[0] - t))[1], (iw, ih))
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                dst.mux(packet)
-        for packet in stream.encode():
-            dst.mux(packet)
-    return out
+
+    def picture(t: float) -> np.ndarray:
+        shot = cv2.resize(min(bg, key=lambda f: abs(f[0] - t))[1], size)
+        cv2.rectangle(shot, (x - 4, y - 4), (x + iw + 3, y + ih + 3), (255, 255, 255), -1)
+        shot[y:y + ih, x:x + iw] = cv2.resize(min(fg, key=lambda f: abs(f[0] - t))[1], (iw, ih))
+        return shot
+
+    return badmedia.write_clip(out, (picture(i / 25) for i in range(int(inset[2] * 25))), size, 25, "mpeg4", 800_000)
 
 
 @pytest.fixture(scope="module")

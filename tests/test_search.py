@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+import badmedia
 from conftest import drop_mysql_database, make_config, need_videos
 from utils.catalogue import open_catalogue
 from utils.delete import delete_videos
@@ -148,18 +149,13 @@ def test_orientation_confirmed_once_is_tried_on_every_chosen_keyframe(lib, video
 def fixed_camera(p: Path, background: np.ndarray, walker: np.ndarray, seconds: int = 16, fps: int = 10) -> Path:
     """A fixed camera's clip: ``background`` (640 x 360) all along, and ``walker`` (40 x 80) crossing it
     from left to right at a steady pace, the only thing that moves."""
-    with av.open(str(p), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-        for i in range(seconds * fps):
-            img = background.copy()
-            x = 20 + 560 * i // (seconds * fps)
-            img[240:320, x:x + 40] = walker
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return p
+    def picture(i: int) -> np.ndarray:
+        img = background.copy()
+        x = 20 + 560 * i // (seconds * fps)
+        img[240:320, x:x + 40] = walker
+        return img
+
+    return badmedia.write_clip(p, (picture(i) for i in range(seconds * fps)), (640, 360), fps)
 
 
 def test_fixed_camera_moment_told_by_what_moved(tmp_path, videos):
