@@ -35,6 +35,8 @@ class Guess:
     video: str
     timestamp: float
     score: float
+    start: float | None = None  # the span the system says shows the same picture (Search's from / to);
+    end: float | None = None  # none given: the moment alone
 
 
 CopyGroups = Sequence[Mapping[str, float]]  # each: video file name -> offset (s) on the group's timeline
@@ -72,7 +74,16 @@ class EditScore:
     ts_within: float = 0.0  # share of top-1-right answers whose moment is within the tolerance
     median_ts_error: float = math.nan  # seconds, over top-1-right answers
     kept: float = math.nan  # share of top-1-right answers scoring above the negatives' threshold
+    in_span: float = math.nan  # share of top-1-right answers whose span, widened by the tolerance, holds the moment
+    median_span: float = math.nan  # seconds, the spans' median length over top-1-right answers
     ts_errors: list[float] = field(default_factory=list, repr=False)
+
+
+def span_of(guess: Guess) -> tuple[float, float]:
+    """The span a guess names: its start and end, or its moment alone; never without the moment itself."""
+    start = guess.timestamp if guess.start is None else min(guess.start, guess.timestamp)
+    end = guess.timestamp if guess.end is None else max(guess.end, guess.timestamp)
+    return start, end
 
 
 def top1_score(answer: Sequence[Guess]) -> float:
@@ -109,6 +120,10 @@ def score_answers(truths: Sequence[Truth], answers: Sequence[Sequence[Guess]], g
     Only positives are scored for accuracy; negatives only set the threshold: the ``reject``
     percentile of their top-1 scores, pooled over all edits (one threshold, as a deployment has).
     ``kept`` is then, per edit, the share of top-1-right answers scoring above it.
+    ``in_span`` is the share of top-1-right answers whose span (``start``..``end``, widened by
+    ``ts_tolerance``) holds the moment: a static shot shows one picture over many seconds, and a span
+    over them tells a user so where a single moment cannot be right (with ``median_span`` beside it,
+    so that a wide span cannot pass unseen).
     """
     if len(truths) != len(answers):
         raise ValueError(f"{len(truths)} truths but {len(answers)} answers")
@@ -121,13 +136,16 @@ def score_answers(truths: Sequence[Truth], answers: Sequence[Sequence[Guess]], g
         hit1 = bool(answer) and answer[0].video in right
         hit5 = any(g.video in right for g in answer[:k])
         for key in (truth.edit, ALL):
-            r = rows.setdefault(key, {"n": [], "top1": [], "top5": [], "err": [], "score": []})
+            r = rows.setdefault(key, {"n": [], "top1": [], "top5": [], "err": [], "score": [], "span": []})
             r["n"].append(1)
             r["top1"].append(hit1)
             r["top5"].append(hit5)
             if hit1:
-                r["err"].append(abs(answer[0].timestamp - right[answer[0].video]))
+                moment = right[answer[0].video]
+                start, end = span_of(answer[0])
+                r["err"].append(abs(answer[0].timestamp - moment))
                 r["score"].append(answer[0].score)
+                r["span"].append((start - ts_tolerance <= moment <= end + ts_tolerance, end - start))
     out: dict[str, EditScore] = {}
     for key, r in rows.items():
         n = len(r["n"])
@@ -139,6 +157,8 @@ def score_answers(truths: Sequence[Truth], answers: Sequence[Sequence[Guess]], g
             ts_within=(sum(e <= ts_tolerance for e in errs) / len(errs)) if errs else math.nan,
             median_ts_error=median(errs),
             kept=kept_share(r["score"], threshold),
+            in_span=(sum(inside for inside, _ in r["span"]) / len(errs)) if errs else math.nan,
+            median_span=median(length for _, length in r["span"]),
             ts_errors=list(errs),
         )
     if ALL in out:  # the all row last, edits in first-seen order

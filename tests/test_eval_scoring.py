@@ -94,6 +94,19 @@ def test_timestamp_tolerance_and_median():
     assert s.median_ts_error == pytest.approx(1.0)
 
 
+def test_span_holding_the_moment_counts_in_span_only():
+    truths = [pos("grey", "a.mp4", 10.0)] * 5
+    answers = [[Guess("a.mp4", 14.0, 1, start=2.0, end=20.0)],  # moment missed, span holds it
+               [Guess("a.mp4", 14.0, 1)],  # no span: the moment alone, missed
+               [Guess("a.mp4", 12.0, 1, start=11.5, end=13.0)],  # span 1.5 s after the moment, tolerance 1 s
+               [Guess("a.mp4", 10.5, 1, start=10.5, end=10.5)],  # moment right: so is its span
+               [Guess("b.mp4", 10.0, 1, start=0.0, end=60.0)]]  # wrong video: scored for nothing
+    s = score_answers(truths, answers)[0]["grey"]
+    assert s.ts_within == pytest.approx(1 / 4)
+    assert s.in_span == pytest.approx(2 / 4)
+    assert s.median_span == pytest.approx((0.0 + 1.5) / 2)  # of 18, 0, 1.5, 0
+
+
 def test_separation_threshold_and_kept_share_by_hand():
     # 21 negatives scoring 0.00, 0.05, ..., 1.00: the 95th percentile is 0.95 exactly
     negatives = [i / 20 for i in range(21)]
