@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.ingest import ingest
     from utils.search import Searcher
     from utils.vectorstore import VectorStore
-    from utils.verify import forget_keyframes
+    from utils.verify import features_file, forget_keyframes
 
     t_all = time.perf_counter()
     all_videos = sorted(p for p in args.videos.iterdir() if p.is_file() and not p.name.endswith(".md"))
@@ -556,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         embed_library(cfg, cat)
         embed_s = time.perf_counter() - t0
         n_kf = cat.counts()["keyframes"]
+        n_stored = sum(features_file(cfg.data_path / k.image_path).is_file()
+                       for v in cat.videos() for k in cat.video_keyframes(v.id))
         log(f"ingested {summary.count('added')} videos, {n_kf} keyframes in {ingest_s:.0f} s; embedded in {embed_s:.0f} s")
         lib_videos = {Path(v.path).name: v for v in cat.videos()}
         kf_times = {name: sorted(k.timestamp for k in cat.video_keyframes(v.id)) for name, v in lib_videos.items()}
@@ -624,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
     peer_scores, peer_thr = score_answers(truths, peer_answers, COPY_GROUPS, all_durations)
     table = side_by_side(ours, peer_scores)
     misses, same = same_picture_misses(truths, ours_answers, args.videos, all_durations)
+    stored_note = (f"read from the files stored beside their images for {n_stored} of {n_kf}, "
+                   "computed from the images for the rest")
     all_ours = ours.get(ALL)
     if all_ours is not None and all_ours.ts_errors:  # a span holds the moment whenever the moment is right: the rest are misses
         in_span_misses = round((all_ours.in_span - all_ours.ts_within) * len(all_ours.ts_errors))
@@ -681,7 +685,7 @@ Threshold: ours {ours_thr:.3f} (cosine), pHash {peer_thr:.3f} (1 - Hamming/64). 
 
 - ours (`Searcher.search(top_k=5)`, verify {'on' if cfg.search.verify else 'off'}; embedding included; a Searcher held open, so stored keyframes' ORB features met by earlier queries are cached): {lat(ours_ms)} over all queries; positives {lat(ours_ms, pos_idx)}, negatives {lat(ours_ms, neg_idx)}
 - ours p50 per edit (ms): {lat_edit}
-- ours cold (the same queries again, the keyframe feature cache emptied before each, as a one-off `Search.py` meets them once the model and Milvus are open): {lat(cold_ms)}; positives {lat(cold_ms, pos_idx)}, negatives {lat(cold_ms, neg_idx)}
+- ours cold (the same queries again, the in-memory keyframe feature caches emptied before each, as a one-off `Search.py` meets them once the model and Milvus are open; keyframes' features {stored_note}): {lat(cold_ms)}; positives {lat(cold_ms, pos_idx)}, negatives {lat(cold_ms, neg_idx)}
 - pHash (hash + brute-force Hamming over {len(getattr(peer, 'videos', [])) if not args.no_phash else 0} hashes): {lat(peer_ms)}; indexing {peer_index_s:.0f} s
 - The machine is shared with other jobs: latencies may be inflated.
 

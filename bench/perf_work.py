@@ -195,19 +195,25 @@ def instrument_ingest(st: Stages, capture: dict[str, list[Any]] | None) -> None:
     st.wrap(embed_job.Embedder, "from_config", "model_load")
     st.wrap(embedder, "to_model_input", "preprocess")
     st.wrap(embedder.Embedder, "embed", "embed_total")
-    # flat-border detection: inside read_keyframe (pool threads, after ingest) or in EmbedSink.add (main thread)
+    # flat-border detection and the stored ORB features: inside keyframe_for_model (reader threads, after
+    # ingest) or in the EmbedSink's embedding thread
     local = threading.local()
-    orig_cut, orig_read = getattr(embed_job, "cut_borders", None), getattr(embed_job, "read_keyframe", None)
-    if orig_cut is not None:
-        def cut_borders(*a: Any, **kw: Any) -> Any:
+    orig_read = getattr(embed_job, "keyframe_for_model", None)
+    for name, key in (("cut_borders", "cut"), ("store_keyframe_features", "features")):
+        orig = getattr(embed_job, name, None)
+        if orig is None:
+            st.missing.append(f"embed_job.{name}")
+            continue
+
+        def timed(*a: Any, _orig: Any = orig, _key: str = key, **kw: Any) -> Any:
             t0 = time.perf_counter()
             try:
-                return orig_cut(*a, **kw)
+                return _orig(*a, **kw)
             finally:
-                st.add("cut_in_read" if getattr(local, "in_read", False) else "cut_direct", time.perf_counter() - t0)
-        embed_job.cut_borders = images.cut_borders = cut_borders  # EmbedSink.add's and read_keyframe's
-    else:
-        st.missing.append("embed_job.cut_borders")
+                st.add(f"{_key}_in_read" if getattr(local, "in_read", False) else f"{_key}_direct", time.perf_counter() - t0)
+        setattr(embed_job, name, timed)
+        if name == "cut_borders":
+            images.cut_borders = timed  # read_keyframe's, inside keyframe_for_model
     if orig_read is not None:
         def read_keyframe(*a: Any, **kw: Any) -> Any:
             local.in_read = True
@@ -217,7 +223,7 @@ def instrument_ingest(st: Stages, capture: dict[str, list[Any]] | None) -> None:
             finally:
                 local.in_read = False
                 st.add("jpeg_read_cpu", time.perf_counter() - t0)
-        embed_job.read_keyframe = read_keyframe
+        embed_job.keyframe_for_model = read_keyframe
     sink_cls = getattr(embed_job, "EmbedSink", None)
     if sink_cls is not None:
         st.wrap(sink_cls, "commit", "sink_commit")
@@ -243,7 +249,8 @@ def stage_table(st: Stages, wall: float) -> list[dict[str, Any]]:
     t = st.t
     read = t["jpeg_read_cpu"]  # the reader thread's busy time
     # split by the threads' own shares: imread + BGR->RGB vs cut_borders
-    cut_frac = t["cut_in_read"] / t["jpeg_read_cpu"] if t["jpeg_read_cpu"] > 0 else 0.0
+    cut_frac = t["cut_in_read"] / read if read > 0 else 0.0
+    features_frac = t["features_in_read"] / read if read > 0 else 0.0
     rows = [
         ("start-up (imports)", t["startup"]),
         ("open + probe", t["open_probe"]),
@@ -254,8 +261,9 @@ def stage_table(st: Stages, wall: float) -> list[dict[str, Any]]:
         ("JPEG encode + write", t["jpeg_write"]),
         ("catalogue (SQLite)", t["catalogue"]),
         ("model load", t["model_load"]),
-        ("JPEG read for embedding (imread, BGR->RGB)", read * (1 - cut_frac)),
+        ("JPEG read for embedding (imread, BGR->RGB)", read * (1 - cut_frac - features_frac)),
         ("border cut before embedding (cut_borders)", read * cut_frac + t["cut_direct"]),
+        ("ORB features stored for Search (keyframes.store_features)", read * features_frac + t["features_direct"]),
         ("preprocess (224 px, normalise)", t["preprocess"]),
         ("embedding inference (onnxruntime)", t["embed_total"] - t["preprocess"]),
         ("Milvus open/create", t["milvus_open"]),
@@ -334,7 +342,8 @@ def w_ingest(job: dict[str, Any]) -> dict[str, Any]:
     from utils.ingest import ingest
     st.t["startup"] = time.perf_counter() - T_START  # python's own start-up before T_START is not seen
     instrument_ingest(st, capture if job.get("capture") else None)
-    cfg = make_cfg(Path(job["data_dir"]), P4V_KEYFRAMES__MODE=job["mode"])
+    cfg = make_cfg(Path(job["data_dir"]), P4V_KEYFRAMES__MODE=job["mode"],
+                   P4V_KEYFRAMES__STORE_FEATURES="true" if job.get("store_features", True) else "false")
     paths = [str(p) for p in video_files(job)]
     overlap = job.get("embed") == "overlap"
     if overlap and not hasattr(ej, "EmbedSink"):

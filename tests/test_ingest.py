@@ -22,11 +22,12 @@ import badmedia
 from conftest import CODE, config_env, drop_mysql_database, make_config, need_videos, run_script
 from utils.catalogue import open_catalogue
 from utils.config import Config
-from utils.embed_job import EmbedSink
+from utils.embed_job import EmbedSink, embed_library
 from utils.embedder import Embedder
 from utils.errors import VectorStoreError
 from utils.ingest import ingest
 from utils.storage import keyframe_files
+from utils.verify import features_file
 from utils.vectorstore import VectorStore
 
 SMALL = ["bikes_10s_640x272_h264.mp4", "bbb_5s_1080p_hevc.ts", "spiral_1s_240p_av1.avi",
@@ -207,6 +208,31 @@ def test_videos_decoded_while_milvus_opens_are_committed_once_it_is_open(cfg, vi
     assert_consistent(cfg)
 
 
+def test_each_embedded_keyframe_keeps_its_features_beside_its_image(videos, tmp_path):
+    """Create --embed (the sink) and Create, then Insert2Milvus, both store every keyframe's ORB features
+    beside its image, for Search; ``keyframes.store_features: false`` stores none. Either way the
+    images and rows agree (the features files are no drift)."""
+    files = [videos / SMALL[0]]
+    for how, env in (("sink", {}), ("after", {}), ("off", {"P4V_KEYFRAMES__STORE_FEATURES": "false"})):
+        cfg = make_config(tmp_path / how, "sqlite", **env)
+        with open_catalogue(cfg) as cat:
+            if how == "sink":
+                sink = EmbedSink(cfg, cat, Embedder.from_config(cfg), lambda: VectorStore(cfg))
+                try:
+                    ingest(cfg, cat, files, sink=sink)
+                    sink.close()
+                finally:
+                    sink.close_store()
+            else:
+                ingest(cfg, cat, files)
+                embed_library(cfg, cat)
+            assert cat.counts()["embedded"] == cat.counts()["keyframes"] > 0
+            images = [cfg.data_path / k.image_path for v in cat.videos() for k in cat.video_keyframes(v.id)]
+        stored = [p for p in images if features_file(p).is_file()]
+        assert stored == ([] if how == "off" else images), how
+        assert_consistent(cfg)
+
+
 def test_a_video_failing_beside_the_embedder_leaves_nothing_of_it(cfg, videos, tmp_path):
     """Create --embed with a video that fails after its keyframes went to the model: the others are
     embedded, the failed one leaves no row, image or vector."""
@@ -239,11 +265,11 @@ def test_a_failed_videos_queued_batches_do_not_fail_the_next_video(tmp_path):
             sink.pool.submit(gate.wait)  # the model is busy: the next batches queue behind it
             image = np.full((120, 160, 3), 100, np.uint8)
             for _ in range(2 * sink.batch):
-                sink.add(image)
+                sink.add(image, str(tmp_path / "gone" / "000000.jpg"))  # a folder removed meanwhile: no features kept
             sink.drop_video()
             gate.set()
             for _ in range(sink.batch):
-                sink.add(image)
+                sink.add(image, str(tmp_path / "gone" / "000000.jpg"))  # a folder removed meanwhile: no features kept
             (batch,) = sink.end_video()
             assert batch.result().shape[0] == sink.batch
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import av
@@ -9,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.verify import Features, align, aligned_similarity, features, keyframe_features
+from utils.verify import (FEATURES_VERSION, Features, align, aligned_similarity, features, features_file,
+                          forget_keyframes, keyframe_features, store_keyframe_features)
 
 
 def frame_at(path: Path, t: float) -> np.ndarray:
@@ -73,3 +75,46 @@ def test_unrelated_pictures_do_not_align(videos: Path, rabbit: np.ndarray, as_ke
     found = align(features(frame_at(videos / "sintel_trailer_480p_h264.mp4", 20.0)), kf)
     assert found.inliers == 0 and found.transform is None
     assert aligned_similarity(features(rabbit), kf, found) == -1.0
+
+
+def test_stored_features_are_what_search_reads(videos: Path, rabbit: np.ndarray, tmp_path: Path) -> None:
+    """A keyframe's stored features are exactly those computed from its image, and they are read instead
+    of computed: here those of another picture, stored beside the rabbit's image on purpose, are what
+    comes back. Features that cannot be used (cut short, of other ORB settings) are computed again."""
+    path, other = tmp_path / "000000.jpg", tmp_path / "000001.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(rabbit, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(other), cv2.cvtColor(frame_at(videos / "bikes_10s_640x272_h264.mp4", 2.0), cv2.COLOR_RGB2BGR))
+    from_image = keyframe_features(str(path))
+    store_keyframe_features(path)
+    forget_keyframes()
+    same = keyframe_features(str(path))
+    assert np.array_equal(same.descriptors, from_image.descriptors) and np.array_equal(same.points, from_image.points)
+    assert np.array_equal(same.small, from_image.small) and same.scale == from_image.scale
+
+    from_other = keyframe_features(str(other))
+    store_keyframe_features(other)
+    features_file(other).replace(features_file(path))
+    forget_keyframes()
+    stored = keyframe_features(str(path))
+    assert np.array_equal(stored.descriptors, from_other.descriptors) and np.array_equal(stored.points, from_other.points)
+    assert not np.array_equal(stored.descriptors, from_image.descriptors)
+
+    data = features_file(path).read_bytes()
+    with np.load(io.BytesIO(data)) as stored_arrays:
+        arrays = {k: stored_arrays[k] for k in stored_arrays.files}
+    assert str(arrays["version"]) == FEATURES_VERSION
+    other_settings = io.BytesIO()
+    np.savez(other_settings, **{**arrays, "version": np.array("orb1000-fast20-side128")})
+    for spoilt in (data[: len(data) // 2], other_settings.getvalue()):
+        features_file(path).write_bytes(spoilt)
+        forget_keyframes()
+        again = keyframe_features(str(path))
+        assert np.array_equal(again.descriptors, from_image.descriptors)
+        assert np.array_equal(again.points, from_image.points)
+
+
+def test_features_are_not_stored_for_a_removed_image(tmp_path: Path) -> None:
+    """A keyframe whose video's ingest was undone (its folder removed) while the embedding thread had it."""
+    gone = tmp_path / "gone" / "000000.jpg"
+    store_keyframe_features(gone)
+    assert not gone.parent.exists()

@@ -14,6 +14,7 @@ from .config import Config
 from .delete import delete_videos
 from .storage import keyframe_files, remove_video_dir
 from .vectorstore import ModelInfo, VectorStore
+from .verify import features_file
 
 
 @dataclass
@@ -86,6 +87,7 @@ def repair(cfg: Config, cat: Catalogue, store: VectorStore, drift: Drift) -> dic
     done["keyframes_to_embed"] = len(drift.rows_without_vectors)
     for rel in drift.files_without_rows:
         (cfg.data_path / rel).unlink(missing_ok=True)
+        features_file(cfg.data_path / rel).unlink(missing_ok=True)
     done["orphan_files_deleted"] = len(drift.files_without_rows)
     broken = {k.video_id for k in cat.keyframes_by_id(drift.rows_without_files).values()}
     reingest = delete_videos(cfg, cat, store, sorted(broken)) if broken else []

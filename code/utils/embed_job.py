@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,6 +22,7 @@ from .config import Config
 from .embedder import Embedder
 from .images import cut_borders, read_keyframe
 from .vectorstore import ModelInfo, VectorStore
+from .verify import store_keyframe_features
 
 
 @dataclass
@@ -73,6 +74,14 @@ def _yield_cpu() -> None:
         pass  # another OS, or not permitted: the same work at the default priority
 
 
+def keyframe_for_model(path: str, keep_features: bool) -> np.ndarray:
+    """A stored keyframe as the model sees it (flat borders cut, as queries are); its ORB features
+    stored beside it too when ``keep_features`` (Search then reads them instead of computing them)."""
+    if keep_features:
+        store_keyframe_features(path)
+    return read_keyframe(path)
+
+
 @dataclass
 class _Committed:
     """A video whose keyframe rows are in the catalogue and whose vectors are still being computed."""
@@ -122,9 +131,11 @@ class EmbedSink:
                  open_store: Callable[[], VectorStore]):
         self.cat, self.embedder = cat, embedder
         self.batch = max(cfg.model.batch_size, 1)
+        self.keep_features = cfg.keyframes.store_features
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p4v-embed", initializer=_yield_cpu)
         self.embedded = 0
         self._images: list[np.ndarray] = []
+        self._paths: list[str] = []
         self._futures: list[Future[np.ndarray]] = []  # the video being decoded
         self._committed: deque[_Committed] = deque()
         self._backlog: deque[Future[np.ndarray]] = deque()
@@ -139,19 +150,29 @@ class EmbedSink:
             self._store = store
         return self._store
 
-    def add(self, image: np.ndarray) -> None:
+    def add(self, image: np.ndarray, path: str) -> None:
+        """Embed a keyframe's pixels (``path``: where its image is written, for its stored features)."""
         self._images.append(image)
+        self._paths.append(path)
         if len(self._images) >= self.batch:
             self._submit()
 
+    def _embed(self, images: list[np.ndarray], paths: list[str]) -> np.ndarray:
+        """One batch, in the embedding thread: the keyframes' features stored (when configured: their
+        images are written before they are added), then the vectors of the border-cut pixels. Both off
+        the decoding thread, at the embedding's lower priority."""
+        if self.keep_features:
+            for path in paths:
+                store_keyframe_features(path)
+        return self.embedder.embed([cut_borders(i) for i in images])
+
     def _submit(self) -> None:
-        """Hand the batch to the embedding thread, borders cut there: off the decoding thread."""
+        """Hand the batch to the embedding thread."""
         if self._images:
-            images = self._images
-            future = self.pool.submit(lambda: self.embedder.embed([cut_borders(i) for i in images]))
+            future = self.pool.submit(self._embed, self._images, self._paths)
             self._futures.append(future)
             self._backlog.append(future)
-            self._images = []
+            self._images, self._paths = [], []
         while self._backlog and (self._backlog[0].done() or len(self._backlog) > EMBED_BACKLOG):
             batch = self._backlog.popleft()  # one worker: the oldest batch is done first
             if not batch.cancelled():  # a failed video's batch (discard): nothing to wait for
@@ -166,7 +187,7 @@ class EmbedSink:
     def drop_video(self) -> None:
         """Forget the keyframes added since the last :meth:`end_video`: their video failed."""
         self.discard(self._futures)
-        self._futures, self._images = [], []
+        self._futures, self._images, self._paths = [], [], []
 
     def opening(self) -> bool:
         """Whether Milvus is still being opened (:meth:`ready` would wait)."""
@@ -189,8 +210,9 @@ class EmbedSink:
             self.embedded += len(ids)
 
     def discard(self, video: list[Future[np.ndarray]]) -> None:
-        for f in video:
-            f.cancel()
+        """Forget a failed video's batches: those not started are cancelled, a running one is waited
+        for, as it stores features beside the images that are about to be removed."""
+        wait([f for f in video if not f.cancel()])
 
     def close(self) -> None:
         """Insert what is still being embedded, and seal it so searches use the index (the store stays
@@ -248,7 +270,8 @@ def _embed(cfg: Config, cat: Catalogue, get_store: Callable[[], VectorStore], em
             while this one is in the model."""
             if not rows:
                 return None
-            images = [reader.submit(read_keyframe, str(cfg.data_path / k.image_path)) for k in rows]
+            images = [reader.submit(keyframe_for_model, str(cfg.data_path / k.image_path), cfg.keyframes.store_features)
+                      for k in rows]
             return worker.submit(lambda: embedder.embed([f.result() for f in images]))
 
         rows = [] if rebuild else pending(0)

@@ -254,7 +254,7 @@ class Ingester:
         """One keyframe's pixels to disk and to the sink (in the writer thread, in keyframe order)."""
         write_jpeg(self.data_dir, rel, kf.image, self.cfg.keyframes.jpeg_quality)
         if self.sink is not None:
-            self.sink.add(kf.image)
+            self.sink.add(kf.image, str(self.data_dir / rel))
 
     def _undo(self, vid: int) -> None:
         """Remove every trace of a failed ingest; if even that fails, the row stays 'ingesting' for a re-run."""

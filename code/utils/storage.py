@@ -16,6 +16,7 @@ import numpy as np
 from .errors import P4VError
 
 KEYFRAME_ROOT = "keyframes"
+IMAGE_SUFFIX = ".jpg"  # a keyframe's image; other files beside it (its stored features) go with it
 
 
 def video_dir_rel(video_id: int) -> str:
@@ -24,7 +25,7 @@ def video_dir_rel(video_id: int) -> str:
 
 def keyframe_rel(video_id: int, seq: int) -> str:
     """The keyframe image path relative to data_dir, as stored in the catalogue."""
-    return f"{video_dir_rel(video_id)}/{seq:06d}.jpg"
+    return f"{video_dir_rel(video_id)}/{seq:06d}{IMAGE_SUFFIX}"
 
 
 def write_jpeg(data_dir: Path, rel: str, rgb: np.ndarray, quality: int) -> None:
@@ -37,12 +38,14 @@ def write_jpeg(data_dir: Path, rel: str, rgb: np.ndarray, quality: int) -> None:
 
 
 def count_video_files(data_dir: Path, video_id: int) -> int:
+    """How many keyframe images a video has on disk."""
     d = data_dir / video_dir_rel(video_id)
-    return sum(1 for p in d.iterdir() if p.is_file()) if d.exists() else 0
+    return sum(1 for p in d.iterdir() if p.is_file() and p.suffix == IMAGE_SUFFIX) if d.exists() else 0
 
 
 def remove_video_dir(data_dir: Path, video_id: int) -> int:
-    """Delete a video's keyframe images; returns how many files were removed (0 when already gone)."""
+    """Delete a video's keyframe images (and what is stored beside them); returns how many images were
+    removed (0 when already gone)."""
     count = count_video_files(data_dir, video_id)
     d = data_dir / video_dir_rel(video_id)
     if d.exists():
@@ -51,12 +54,13 @@ def remove_video_dir(data_dir: Path, video_id: int) -> int:
 
 
 def keyframe_files(data_dir: Path) -> dict[int, set[str]]:
-    """Every keyframe image on disk, by video id (for drift checks)."""
+    """Every keyframe image on disk, by video id (for drift checks; not the files stored beside them)."""
     out: dict[int, set[str]] = {}
     root = data_dir / KEYFRAME_ROOT
     if not root.exists():
         return out
     for vdir in root.glob("*/*"):
         if vdir.is_dir() and vdir.name.isdigit():
-            out[int(vdir.name)] = {f"{video_dir_rel(int(vdir.name))}/{p.name}" for p in vdir.iterdir() if p.is_file()}
+            out[int(vdir.name)] = {f"{video_dir_rel(int(vdir.name))}/{p.name}" for p in vdir.iterdir()
+                                   if p.is_file() and p.suffix == IMAGE_SUFFIX}
     return out

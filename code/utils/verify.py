@@ -10,12 +10,20 @@ keyframe of a few seconds shares the same background keypoints. So :func:`aligne
 the query onto the keyframe with the transform found and compares the pixels themselves (normalised
 correlation of small blurred grey images, blind to brightness and contrast): what moved, a digit that
 changed, a person who entered, decides which moment it is.
+
+A stored keyframe's features cost more to compute (about 4 ms) than to read (under 0.5 ms), and a
+query meets a dozen keyframes: so they are computed once, when the keyframe is embedded, and kept
+beside its image (:func:`store_keyframe_features`); a keyframe without them (a library from before,
+or ``keyframes.store_features`` off) is computed from its image, as it always could be.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import zipfile
 from functools import lru_cache
+from pathlib import Path
 from typing import NamedTuple
 
 import cv2
@@ -26,21 +34,26 @@ MIN_GOOD = 8  # fewer ratio-test matches than this cannot support a transform
 MIN_INLIER_SHARE = 0.3  # a transform most matches disagree with is chance
 SCALE_RANGE = (0.15, 6.0)  # a plausible zoom between a screenshot and a stored keyframe
 QUERY_SIDE = 640
-_orb = cv2.ORB_create(nfeatures=500, fastThreshold=10)
+ORB_POINTS = 500  # keypoints kept per image
+ORB_FAST = 10  # FAST corner threshold: low, so that flat or blurred pictures still get keypoints
+_orb = cv2.ORB_create(nfeatures=ORB_POINTS, fastThreshold=ORB_FAST)
 _matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
 
 COMPARE_SIDE = 128  # long side of the grey images compared after alignment: detail, not noise
 QUERY_COMPARE_SIDE = 256  # the query's copy is kept finer: its picture may fill only part of it
 GRID = 4  # cells per side compared after alignment
 FINE_SIDE = 256  # long side of the finer grey copies that tell apart the alike keyframes of a still shot
+FEATURES_SUFFIX = ".orb.npz"  # a keyframe's stored features: its image's name with this suffix instead of .jpg
+FEATURES_VERSION = f"orb{ORB_POINTS}-fast{ORB_FAST}-side{COMPARE_SIDE}"  # stored features of other settings are not used
 
 
 class Features(NamedTuple):
-    """ORB keypoints and descriptors of an image, and a small grey copy of it for pixel comparison
-    (``scale`` maps keypoint coordinates onto the copy; kept small because keyframes' features are cached)."""
+    """ORB keypoints (their (x, y) positions, all that alignment needs) and descriptors of an image, and
+    a small grey copy of it for pixel comparison (``scale`` maps keypoint coordinates onto the copy;
+    kept small because keyframes' features are cached and stored)."""
 
-    keypoints: tuple[cv2.KeyPoint, ...]
-    descriptors: np.ndarray | None
+    points: np.ndarray  # (n, 2) float32
+    descriptors: np.ndarray | None  # (n, 32) uint8
     small: np.ndarray
     scale: float
 
@@ -57,10 +70,11 @@ NO_ALIGNMENT = Alignment(0, None)
 
 def _features(grey: np.ndarray, compare_side: int) -> Features:
     keypoints, descriptors = _orb.detectAndCompute(grey, None)
+    points = cv2.KeyPoint_convert(keypoints).reshape(-1, 2) if keypoints else np.zeros((0, 2), np.float32)
     h, w = grey.shape
     scale = min(1.0, compare_side / max(h, w))
     small = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return Features(keypoints, descriptors, small, small.shape[1] / w)
+    return Features(points, descriptors, small, small.shape[1] / w)
 
 
 def features(rgb: np.ndarray, side: int = QUERY_SIDE) -> Features:
@@ -73,25 +87,72 @@ def features(rgb: np.ndarray, side: int = QUERY_SIDE) -> Features:
     return _features(grey, QUERY_COMPARE_SIDE)
 
 
+def features_file(keyframe_path: str | Path) -> Path:
+    """Where a keyframe image's features are stored: beside it, named after it."""
+    return Path(keyframe_path).with_suffix(FEATURES_SUFFIX)
+
+
+def store_keyframe_features(keyframe_path: str | Path) -> None:
+    """Compute the features of a stored keyframe image and store them beside it, for
+    :func:`keyframe_features`: from the image as written, so they are exactly what would be computed
+    without them (and Search answers alike with or without them).
+
+    Written in one call, never into a folder that is gone: a keyframe whose video's ingest was undone
+    meanwhile is skipped, not recreated. A file cut short by a crash is not read (the features are
+    computed again from the image)."""
+    f = _image_features(str(keyframe_path))
+    if f is None:
+        return  # the image is gone (its ingest failed): nothing to keep
+    descriptors = f.descriptors if f.descriptors is not None else np.zeros((0, 32), np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, version=np.array(FEATURES_VERSION), points=f.points, descriptors=descriptors,
+             small=f.small, scale=np.float64(f.scale))
+    try:
+        features_file(keyframe_path).write_bytes(buf.getvalue())
+    except FileNotFoundError:
+        pass  # its folder was removed meanwhile
+
+
+def _image_features(path: str) -> Features | None:
+    """Features computed from a stored keyframe image (None when it cannot be read)."""
+    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    return None if img is None else _features(img, COMPARE_SIDE)
+
+
+def _stored_features(path: Path) -> Features | None:
+    """The features stored beside a keyframe image, or None where there are none usable (missing,
+    cut short, of other settings)."""
+    try:
+        with np.load(path) as data:
+            if str(data["version"]) != FEATURES_VERSION:
+                return None
+            points, descriptors, small = data["points"], data["descriptors"], data["small"]
+            scale = float(data["scale"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if points.shape != (len(descriptors), 2) or small.ndim != 2:
+        return None
+    return Features(points.astype(np.float32, copy=False), descriptors if len(descriptors) else None, small, scale)
+
+
 @lru_cache(maxsize=4096)
 def keyframe_features(path: str) -> Features:
-    """Features of a stored keyframe JPEG (cached: batches of queries meet the same keyframes)."""
-    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        return Features((), None, np.zeros((1, 1), np.uint8), 1.0)
-    return _features(img, COMPARE_SIDE)
+    """Features of a stored keyframe JPEG: as stored beside it, else computed from it (cached: batches
+    of queries meet the same keyframes)."""
+    found = _stored_features(features_file(path)) or _image_features(path)
+    return found or Features(np.zeros((0, 2), np.float32), None, np.zeros((1, 1), np.uint8), 1.0)
 
 
 def align(a: Features, b: Features) -> Alignment:
     """The similarity transform from ``a`` to ``b`` most matched keypoints agree on (0 inliers = unrelated)."""
-    ka, da, kb, db = a.keypoints, a.descriptors, b.keypoints, b.descriptors
+    da, db = a.descriptors, b.descriptors
     if da is None or db is None or len(da) < MIN_GOOD or len(db) < MIN_GOOD:
         return NO_ALIGNMENT
     good = [m for m, *rest in _matcher.knnMatch(da, db, k=2) if rest and m.distance < RATIO * rest[0].distance]
     if len(good) < MIN_GOOD:
         return NO_ALIGNMENT
-    src = np.float32([ka[m.queryIdx].pt for m in good])
-    dst = np.float32([kb[m.trainIdx].pt for m in good])
+    src = a.points[[m.queryIdx for m in good]]
+    dst = b.points[[m.trainIdx for m in good]]
     transform, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=6.0)
     if transform is None or mask is None:
         return NO_ALIGNMENT
