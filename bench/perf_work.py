@@ -343,7 +343,7 @@ def w_ingest(job: dict[str, Any]) -> dict[str, Any]:
     st.t["startup"] = time.perf_counter() - T_START  # python's own start-up before T_START is not seen
     instrument_ingest(st, capture if job.get("capture") else None)
     cfg = make_cfg(Path(job["data_dir"]), P4V_KEYFRAMES__MODE=job["mode"],
-                   P4V_KEYFRAMES__STORE_FEATURES="true" if job.get("store_features", True) else "false")
+                   P4V_KEYFRAMES__STORE_FEATURES="true" if job.get("store_features") else "false")
     paths = [str(p) for p in video_files(job)]
     overlap = job.get("embed") == "overlap"
     if overlap and not hasattr(ej, "EmbedSink"):

@@ -209,11 +209,12 @@ def test_videos_decoded_while_milvus_opens_are_committed_once_it_is_open(cfg, vi
 
 
 def test_each_embedded_keyframe_keeps_its_features_beside_its_image(videos, tmp_path):
-    """Create --embed (the sink) and Create, then Insert2Milvus, both store every keyframe's ORB features
-    beside its image, for Search; ``keyframes.store_features: false`` stores none. Either way the
-    images and rows agree (the features files are no drift)."""
+    """With ``keyframes.store_features: true``, Create --embed (the sink) and Create, then Insert2Milvus,
+    both store every keyframe's ORB features beside its image, for Search; by default none are stored.
+    Either way the images and rows agree (the features files are no drift)."""
     files = [videos / SMALL[0]]
-    for how, env in (("sink", {}), ("after", {}), ("off", {"P4V_KEYFRAMES__STORE_FEATURES": "false"})):
+    on = {"P4V_KEYFRAMES__STORE_FEATURES": "true"}
+    for how, env in (("sink", on), ("after", on), ("off", {})):
         cfg = make_config(tmp_path / how, "sqlite", **env)
         with open_catalogue(cfg) as cat:
             if how == "sink":

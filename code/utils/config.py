@@ -63,7 +63,7 @@ class KeyframeConfig:
     dedup_distance: int = 6  # dHash bits; closer neighbours within max_gap are dropped
     image_max_side: int = 480  # long side of stored keyframe JPEGs
     jpeg_quality: int = 90
-    store_features: bool = True  # keep each keyframe's ORB features beside its image when it is embedded
+    store_features: bool = False  # keep each keyframe's ORB features beside its image when it is embedded
     decode_threads: int = 0  # 0 = let FFmpeg choose
     min_decoded_share: float = 0.9  # below this share of the declared duration a file is truncated
 
