@@ -12,9 +12,9 @@ correlation of small blurred grey images, blind to brightness and contrast): wha
 changed, a person who entered, decides which moment it is.
 
 A stored keyframe's features cost more to compute (about 4 ms) than to read (under 0.5 ms), and a
-query meets a dozen keyframes: so they are computed once, when the keyframe is embedded, and kept
-beside its image (:func:`store_keyframe_features`); a keyframe without them (a library from before,
-or ``keyframes.store_features`` off) is computed from its image, as it always could be.
+query meets a dozen keyframes: with ``keyframes.store_features`` they are computed once, when the
+keyframe is embedded, and kept beside its image (:func:`store_keyframe_features`); a keyframe
+without them is computed from its image, with the same result.
 """
 
 from __future__ import annotations
