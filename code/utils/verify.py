@@ -68,13 +68,19 @@ class Alignment(NamedTuple):
 NO_ALIGNMENT = Alignment(0, None)
 
 
+def _shrunk(grey: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """A grey image area-averaged down to a long side of at most ``side``, and the scale from its pixels
+    onto the copy."""
+    h, w = grey.shape
+    scale = min(1.0, side / max(h, w))
+    small = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return small, small.shape[1] / w
+
+
 def _features(grey: np.ndarray, compare_side: int) -> Features:
     keypoints, descriptors = _orb.detectAndCompute(grey, None)
     points = cv2.KeyPoint_convert(keypoints).reshape(-1, 2) if keypoints else np.zeros((0, 2), np.float32)
-    h, w = grey.shape
-    scale = min(1.0, compare_side / max(h, w))
-    small = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return Features(points, descriptors, small, small.shape[1] / w)
+    return Features(points, descriptors, *_shrunk(grey, compare_side))
 
 
 def features(rgb: np.ndarray, side: int = QUERY_SIDE) -> Features:
@@ -198,10 +204,7 @@ def keyframe_detail(path: str) -> tuple[np.ndarray, float]:
     img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if img is None:
         return np.zeros((1, 1), np.uint8), 1.0
-    h, w = img.shape
-    scale = min(1.0, FINE_SIDE / max(h, w))
-    small = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return small, small.shape[1] / w
+    return _shrunk(img, FINE_SIDE)
 
 
 def detail_similarity(query: Features, keyframe_path: str, alignment: Alignment) -> float:
