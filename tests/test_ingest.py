@@ -27,7 +27,7 @@ from utils.embedder import Embedder
 from utils.errors import VectorStoreError
 from utils.ingest import ingest
 from utils.storage import keyframe_files
-from utils.verify import features_file
+from utils.verify import features_file, has_stored_features
 from utils.vectorstore import VectorStore
 
 SMALL = ["bikes_10s_640x272_h264.mp4", "bbb_5s_1080p_hevc.ts", "spiral_1s_240p_av1.avi",
@@ -232,6 +232,35 @@ def test_each_embedded_keyframe_keeps_its_features_beside_its_image(videos, tmp_
         stored = [p for p in images if features_file(p).is_file()]
         assert stored == ([] if how == "off" else images), how
         assert_consistent(cfg)
+
+
+def test_insert2milvus_features_gives_an_existing_library_its_features(videos, tmp_path):
+    """A library embedded with ``keyframes.store_features`` off gets every keyframe's features from
+    ``Insert2Milvus.py --features``, with nothing re-embedded. A re-run stores only what is unusable
+    (a file cut short by a crash) and names images that are gone."""
+    cfg = make_config(tmp_path, "sqlite")
+    created = run_script("Create.py", "--embed", "--quiet", str(videos / SMALL[0]), env=config_env(cfg))
+    assert created.returncode == 0, created.stderr
+    with open_catalogue(cfg) as cat:
+        images = [cfg.data_path / k.image_path for v in cat.videos() for k in cat.video_keyframes(v.id)]
+    assert len(images) > 2 and not any(features_file(p).exists() for p in images)
+
+    def run() -> dict[str, int]:
+        done = run_script("Insert2Milvus.py", "--features", "--json", env=config_env(cfg))
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    first = run()
+    assert (first["embedded"], first["features_stored"], first["features_already_stored"]) == (0, len(images), 0)
+    assert all(has_stored_features(p) for p in images)
+    cut = features_file(images[0])
+    cut.write_bytes(cut.read_bytes()[:100])
+    images[1].unlink()
+    features_file(images[1]).unlink()
+    second = run()
+    assert (second["features_stored"], second["features_already_stored"], second["images_missing"]) == \
+        (1, len(images) - 2, 1)
+    assert has_stored_features(images[0]) and not features_file(images[1]).exists()
 
 
 def test_a_video_failing_beside_the_embedder_leaves_nothing_of_it(cfg, videos, tmp_path):

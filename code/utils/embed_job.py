@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -22,7 +23,7 @@ from .config import Config
 from .embedder import Embedder
 from .images import cut_borders, read_keyframe
 from .vectorstore import ModelInfo, VectorStore
-from .verify import store_keyframe_features
+from .verify import has_stored_features, store_keyframe_features
 
 
 @dataclass
@@ -298,4 +299,52 @@ def _embed(cfg: Config, cat: Catalogue, get_store: Callable[[], VectorStore], em
         store.flush()
         store.load()
     summary.wall_s = time.perf_counter() - start
+    return summary
+
+
+@dataclass
+class FeatureSummary:
+    """What :func:`store_missing_features` did, keyframe by keyframe."""
+
+    stored: int = 0
+    already: int = 0
+    images_missing: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"features_stored": self.stored, "features_already_stored": self.already,
+                "images_missing": self.images_missing}
+
+    def describe(self) -> str:
+        missing = (f"; {self.images_missing} keyframe images are missing (run Check.py --repair)"
+                   if self.images_missing else "")
+        return f"stored ORB features for {self.stored} keyframes ({self.already} had them){missing}"
+
+
+FEATURE_PAGE = 256  # keyframe rows listed at a time while storing features
+
+
+def store_missing_features(cfg: Config, cat: Catalogue, video_id: int | None = None,
+                           on_batch: Callable[[int, int], None] | None = None) -> FeatureSummary:
+    """Store Search's ORB features beside every catalogued keyframe image that has none it can read:
+    how a library embedded before ``keyframes.store_features`` was turned on gets them, without
+    re-embedding anything. Safe to re-run or interrupt (features already stored are skipped, a file
+    cut short is stored again). ``on_batch(done, total)`` reports progress."""
+    summary = FeatureSummary()
+    tally: Counter[str] = Counter()
+    total = cat.count_keyframes(video_id=video_id)
+
+    def one(path: Path) -> str:
+        if has_stored_features(path):
+            return "already"
+        return "stored" if store_keyframe_features(path) else "images_missing"
+
+    # OpenCV and numpy's file reading release the GIL: one thread a core
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        rows = cat.keyframes(video_id=video_id, limit=FEATURE_PAGE)
+        while rows:
+            tally.update(pool.map(one, [cfg.data_path / k.image_path for k in rows]))
+            if on_batch:
+                on_batch(sum(tally.values()), total)
+            rows = cat.keyframes(video_id=video_id, after_id=rows[-1].id, limit=FEATURE_PAGE)
+    summary.stored, summary.already, summary.images_missing = tally["stored"], tally["already"], tally["images_missing"]
     return summary

@@ -98,17 +98,17 @@ def features_file(keyframe_path: str | Path) -> Path:
     return Path(keyframe_path).with_suffix(FEATURES_SUFFIX)
 
 
-def store_keyframe_features(keyframe_path: str | Path) -> None:
+def store_keyframe_features(keyframe_path: str | Path) -> bool:
     """Compute the features of a stored keyframe image and store them beside it, for
     :func:`keyframe_features`: from the image as written, so they are exactly what would be computed
-    without them (and Search answers alike with or without them).
+    without them (and Search answers alike with or without them). Returns whether they were stored.
 
     Written in one call, never into a folder that is gone: a keyframe whose video's ingest was undone
     meanwhile is skipped, not recreated. A file cut short by a crash is not read (the features are
     computed again from the image)."""
     f = _image_features(str(keyframe_path))
     if f is None:
-        return  # the image is gone (its ingest failed): nothing to keep
+        return False  # the image is gone (its ingest failed): nothing to keep
     descriptors = f.descriptors if f.descriptors is not None else np.zeros((0, 32), np.uint8)
     buf = io.BytesIO()
     np.savez(buf, version=np.array(FEATURES_VERSION), points=f.points, descriptors=descriptors,
@@ -116,7 +116,14 @@ def store_keyframe_features(keyframe_path: str | Path) -> None:
     try:
         features_file(keyframe_path).write_bytes(buf.getvalue())
     except FileNotFoundError:
-        pass  # its folder was removed meanwhile
+        return False  # its folder was removed meanwhile
+    return True
+
+
+def has_stored_features(keyframe_path: str | Path) -> bool:
+    """Whether features Search can read are stored beside a keyframe image (not missing, cut short or
+    of other settings)."""
+    return _stored_features(features_file(keyframe_path)) is not None
 
 
 def _image_features(path: str) -> Features | None:
