@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from utils.errors import ImageError
-from utils.images import cut_borders, searchable
+from utils.images import _channel_mean, _line_stats, cut_borders, searchable
 
 
 def picture(h: int, w: int) -> np.ndarray:
@@ -33,6 +33,21 @@ def test_flat_or_barless_images_are_left_alone():
     assert cut_borders(flat).shape == flat.shape
     full = picture(200, 300)
     assert cut_borders(full).shape == full.shape
+
+
+@pytest.mark.parametrize("shape", [(90, 160), (91, 161), (1, 7)])
+def test_border_statistics_are_numpys_numbers(shape):
+    """The fast forms give exactly numpy's mean of the channels, line std and median (odd and even
+    line lengths), so no border box moves when the arithmetic is cheaper."""
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    rgb[: shape[0] // 2] //= 17  # runs of near-equal values, where the middle two of a line differ least
+    grey = _channel_mean(rgb)
+    assert grey.dtype == np.float32 and np.array_equal(grey, rgb.mean(axis=2, dtype=np.float32))
+    for lines in (grey, grey.T):
+        std, median = _line_stats(lines)
+        assert np.array_equal(std, lines.std(axis=1))
+        assert np.array_equal(median, np.median(lines, axis=1))
 
 
 def test_blank_and_tiny_pictures_are_not_searchable():
