@@ -237,13 +237,13 @@ def test_each_embedded_keyframe_keeps_its_features_beside_its_image(videos, tmp_
 def test_insert2milvus_features_gives_an_existing_library_its_features(videos, tmp_path):
     """A library embedded with ``keyframes.store_features`` off gets every keyframe's features from
     ``Insert2Milvus.py --features``, with nothing re-embedded. A re-run stores only what is unusable
-    (a file cut short by a crash) and names images that are gone."""
+    (a file cut short by a crash) and counts images that are gone or unreadable."""
     cfg = make_config(tmp_path, "sqlite")
     created = run_script("Create.py", "--embed", "--quiet", str(videos / SMALL[0]), env=config_env(cfg))
     assert created.returncode == 0, created.stderr
     with open_catalogue(cfg) as cat:
         images = [cfg.data_path / k.image_path for v in cat.videos() for k in cat.video_keyframes(v.id)]
-    assert len(images) > 2 and not any(features_file(p).exists() for p in images)
+    assert len(images) > 3 and not any(features_file(p).exists() for p in images)
 
     def run() -> dict[str, int]:
         done = run_script("Insert2Milvus.py", "--features", "--json", env=config_env(cfg))
@@ -256,11 +256,13 @@ def test_insert2milvus_features_gives_an_existing_library_its_features(videos, t
     cut = features_file(images[0])
     cut.write_bytes(cut.read_bytes()[:100])
     images[1].unlink()
-    features_file(images[1]).unlink()
+    images[2].write_bytes(b"not a JPEG")
+    for gone in images[1:3]:
+        features_file(gone).unlink()
     second = run()
-    assert (second["features_stored"], second["features_already_stored"], second["images_missing"]) == \
-        (1, len(images) - 2, 1)
-    assert has_stored_features(images[0]) and not features_file(images[1]).exists()
+    assert (second["features_stored"], second["features_already_stored"], second["images_unreadable"]) == \
+        (1, len(images) - 3, 2)
+    assert has_stored_features(images[0]) and not any(features_file(p).exists() for p in images[1:3])
 
 
 def test_a_video_failing_beside_the_embedder_leaves_nothing_of_it(cfg, videos, tmp_path):

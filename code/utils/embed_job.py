@@ -308,16 +308,16 @@ class FeatureSummary:
 
     stored: int = 0
     already: int = 0
-    images_missing: int = 0
+    images_unreadable: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {"features_stored": self.stored, "features_already_stored": self.already,
-                "images_missing": self.images_missing}
+                "images_unreadable": self.images_unreadable}
 
     def describe(self) -> str:
-        missing = (f"; {self.images_missing} keyframe images are missing (run Check.py --repair)"
-                   if self.images_missing else "")
-        return f"stored ORB features for {self.stored} keyframes ({self.already} had them){missing}"
+        unreadable = (f"; {self.images_unreadable} keyframe images are missing or unreadable "
+                      "(Check.py --repair finds the missing ones)" if self.images_unreadable else "")
+        return f"stored ORB features for {self.stored} keyframes ({self.already} had them){unreadable}"
 
 
 FEATURE_PAGE = 256  # keyframe rows listed at a time while storing features
@@ -336,7 +336,7 @@ def store_missing_features(cfg: Config, cat: Catalogue, video_id: int | None = N
     def one(path: Path) -> str:
         if has_stored_features(path):
             return "already"
-        return "stored" if store_keyframe_features(path) else "images_missing"
+        return "stored" if store_keyframe_features(path) else "images_unreadable"
 
     # OpenCV and numpy's file reading release the GIL: one thread a core
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -346,5 +346,5 @@ def store_missing_features(cfg: Config, cat: Catalogue, video_id: int | None = N
             if on_batch:
                 on_batch(sum(tally.values()), total)
             rows = cat.keyframes(video_id=video_id, after_id=rows[-1].id, limit=FEATURE_PAGE)
-    summary.stored, summary.already, summary.images_missing = tally["stored"], tally["already"], tally["images_missing"]
+    summary.stored, summary.already, summary.images_unreadable = tally["stored"], tally["already"], tally["images_unreadable"]
     return summary
