@@ -51,6 +51,8 @@ SETTLED_INLIERS = 20  # a keyframe aligned this well, and scoring over the thres
 REFINE_FRAMES = 8  # frames embedded when refining a moment
 REFINE_MIN_GAP = 0.3  # keyframes closer than this on both sides already give the moment
 BEST_VIDEO_CANDIDATES = 8  # keyframes of the leading video always verified (to pick its moment)
+RUNNER_UP_VIDEOS = 4  # when nothing verified: videos after the leading one whose best keyframes are aligned too
+RUNNER_UP_KEYFRAMES = 3  # ...and how many of each one's keyframes
 MOMENT_INLIER_SHARE = 0.5  # keyframes aligned with at least this share of the best's inliers compete for the moment
 PIXEL_MARGIN = 0.01  # aligned-pixel agreements this close do not tell two keyframes apart
 STILL_SHOT_SPAN = 5.0  # seconds: keyframes this far apart that the pixels cannot tell apart are a fixed camera's
@@ -186,7 +188,10 @@ class Searcher:
         """Answer each (name, RGB image) query; results under ``threshold`` are dropped.
 
         The whole picture and its mirror first; windows only for queries that no keyframe answers
-        (:meth:`_settled`): they find an inset or a small player picture, and cost the most."""
+        (:meth:`_settled`): they find an inset or a small player picture, and cost the most. A query
+        nothing has verified yet then has the best keyframes of the videos after the leading one
+        aligned too: heavy edits (grey, blur, noise together) can sink the right video's embedding
+        scores under other videos' while ORB still aligns it firmly."""
         if not queries:
             return []
         top_k = top_k or self.cfg.search.top_k
@@ -210,6 +215,9 @@ class Searcher:
                     pos += len(ws) + len(ins)
                     q.views += ws + ins
                     self._verify(q)
+            for q in states:
+                if max((c.inliers for c in q.cands.values()), default=0) < self.cfg.search.verify_min_inliers:
+                    self._verify(q, runners_up=True)
         answers = []
         for (name, _), q in zip(queries, states):
             matches = self._rank(q.cands, top_k, threshold, q.feats)
@@ -256,14 +264,16 @@ class Searcher:
                 if rank < WINDOW_LEADS:
                     c.led.append(view)
 
-    def _verify(self, q: _Query) -> None:
+    def _verify(self, q: _Query, runners_up: bool = False) -> None:
         """Align with the query (ORB + RANSAC) its strongest candidates, the leading video's keyframes and
         each window's first hits; keeps the query's features per view in ``q.feats`` for :meth:`_moment`.
         Pairs already aligned are not aligned again (windows arrive in a second round).
 
         A window's first hits are aligned with the window itself when the whole picture does not align:
         a small inset (picture-in-picture) gets few of the whole picture's keypoints, and its
-        embedding score is lower than the background's look-alikes, so only its window finds it."""
+        embedding score is lower than the background's look-alikes, so only its window finds it.
+        ``runners_up`` adds the RUNNER_UP_KEYFRAMES best keyframes of each of the RUNNER_UP_VIDEOS
+        videos after the leading one (by embedding score)."""
         cands = q.cands
         if not cands:
             return
@@ -286,6 +296,12 @@ class Searcher:
         of_lead = sorted((c for c in cands.values() if c.hit.video_id == lead), key=lambda c: -c.base)
         led = [c for c in cands.values() if c.led]
         chosen = {c.hit.id: c for c in by_any + of_lead[:BEST_VIDEO_CANDIDATES] + led}
+        if runners_up:
+            by_video: dict[int, list[_Candidate]] = {}
+            for c in sorted(cands.values(), key=lambda c: -c.base):
+                by_video.setdefault(c.hit.video_id, []).append(c)
+            for video_id in [v for v in by_video if v != lead][:RUNNER_UP_VIDEOS]:
+                chosen.update((c.hit.id, c) for c in by_video[video_id][:RUNNER_UP_KEYFRAMES])
         rows = self.cat.keyframes_by_id([kid for kid, c in chosen.items() if c.keyframe is None])
 
         def check(c: _Candidate) -> None:
