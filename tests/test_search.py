@@ -147,6 +147,29 @@ def test_orientation_confirmed_once_is_tried_on_every_chosen_keyframe(lib, video
         assert c.inliers >= cfg.search.verify_min_inliers and c.view == 0, (c.hit.timestamp, c.tried, c.inliers)
 
 
+def test_mirror_is_not_aligned_once_the_orientation_is_known(lib, videos):
+    """A query is one picture, mirrored or not. The best candidates are aligned first, both ways where
+    the embedding cannot tell; once one confirms the picture as it is, the other keyframes are not
+    aligned mirrored at all (here every keyframe but the best prefers the mirror by its score)."""
+    cfg, cat, store, embedder, _ = lib
+    name = "bbb_0-30s_720p_vp8.webm"
+    t, rgb = frame_at(videos / name, 6.4)
+    searcher = Searcher(cfg, cat, store, embedder)
+    q = _Query(query_views(rgb))
+    q.vecs = embedder.embed(q.views)
+    searcher._add_hits(q, store.search(q.vecs, cfg.search.candidates), first_view=0)
+    best = max(q.cands.values(), key=lambda c: c.base)
+    for c in q.cands.values():
+        if c is not best:
+            c.by_view = [c.base - 0.1, c.base]  # as if the mirror had scored higher
+    searcher._verify(q)
+    verified = sorted((c for c in q.cands.values() if c.tried), key=lambda c: -c.any_view)
+    assert best.view == 0 and best.inliers >= cfg.search.verify_min_inliers
+    later = verified[search.VERIFY_THREADS:]
+    assert len(later) >= 5 and all(c.tried == {0} for c in later), [(c.hit.timestamp, c.tried) for c in later]
+    assert 1 not in q.feats or any(1 in c.tried for c in verified[:search.VERIFY_THREADS])
+
+
 def fixed_camera(p: Path, background: np.ndarray, walker: np.ndarray, seconds: int = 16, fps: int = 10) -> Path:
     """A fixed camera's clip: ``background`` (640 x 360) all along, and ``walker`` (40 x 80) crossing it
     from left to right at a steady pace, the only thing that moves."""
