@@ -329,7 +329,6 @@ def store_missing_features(cfg: Config, cat: Catalogue, video_id: int | None = N
     how a library embedded before ``keyframes.store_features`` was turned on gets them, without
     re-embedding anything. Safe to re-run or interrupt (features already stored are skipped, a file
     cut short is stored again). ``on_batch(done, total)`` reports progress."""
-    summary = FeatureSummary()
     tally: Counter[str] = Counter()
     total = cat.count_keyframes(video_id=video_id)
 
@@ -346,5 +345,4 @@ def store_missing_features(cfg: Config, cat: Catalogue, video_id: int | None = N
             if on_batch:
                 on_batch(sum(tally.values()), total)
             rows = cat.keyframes(video_id=video_id, after_id=rows[-1].id, limit=FEATURE_PAGE)
-    summary.stored, summary.already, summary.images_unreadable = tally["stored"], tally["already"], tally["images_unreadable"]
-    return summary
+    return FeatureSummary(tally["stored"], tally["already"], tally["images_unreadable"])
