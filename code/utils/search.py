@@ -190,8 +190,9 @@ class Searcher:
         The whole picture and its mirror first; windows only for queries that no keyframe answers
         (:meth:`_settled`): they find an inset or a small player picture, and cost the most. A query
         nothing has verified yet then has the best keyframes of the videos after the leading one
-        aligned too: heavy edits (grey, blur, noise together) can sink the right video's embedding
-        scores under other videos' while ORB still aligns it firmly."""
+        aligned too, and the leading video's in both orientations: heavy edits (grey, blur, noise
+        together) can sink the right video's embedding scores under other videos', or mislead it on
+        which way round the picture is, while ORB still aligns it firmly."""
         if not queries:
             return []
         top_k = top_k or self.cfg.search.top_k
@@ -273,7 +274,8 @@ class Searcher:
         a small inset (picture-in-picture) gets few of the whole picture's keypoints, and its
         embedding score is lower than the background's look-alikes, so only its window finds it.
         ``runners_up`` adds the RUNNER_UP_KEYFRAMES best keyframes of each of the RUNNER_UP_VIDEOS
-        videos after the leading one (by embedding score)."""
+        videos after the leading one (by embedding score), and aligns the leading video's keyframes in
+        both orientations."""
         cands = q.cands
         if not cands:
             return
@@ -336,8 +338,13 @@ class Searcher:
         # The embedding barely tells a picture from its mirror, so a keyframe may have been tried in the
         # wrong orientation only; once the geometry has confirmed the query's orientation on one keyframe,
         # the others are tried that way too (the right moment of a flipped frame is often among them).
+        # With nothing confirmed after every other round, heavy edits may have misled the embedding's
+        # choice too: the leading video's keyframes are then tried both ways.
         orientation = confirmed()
         retry = [c for c in chosen.values() if c.keyframe is not None and not set(orientation) <= c.tried]
+        if runners_up and not orientation:
+            orientation = [0, 1]
+            retry = [c for c in of_lead[:BEST_VIDEO_CANDIDATES] if c.keyframe is not None and not {0, 1} <= c.tried]
         for _ in self._pool.map(lambda c: try_views(c, orientation), retry):
             pass
 
@@ -348,9 +355,11 @@ class Searcher:
         keypoints than a look-alike of its background, but its pixels agree better).
 
         A verified video scoring under the threshold is a look-alike (the same table or room around an
-        inset): it competes on its score alone. So does an inset's own embedding: a picture framed
-        by straight edges is a picture of its own, and a flat one (sky, a wall) gives ORB nothing to
-        align, unlike an arbitrary window, whose score counts only through the geometry."""
+        inset): it competes on its score alone. An inset's own embedding scoring over the threshold
+        counts as much as the geometry: a picture framed by straight edges is a picture of its own,
+        and a flat one (sky, a wall) gives ORB nothing to align, while the background around it may
+        align with a look-alike just over the threshold. An arbitrary window's score counts only
+        through the geometry."""
         min_inliers = self.cfg.search.verify_min_inliers
         by_video: dict[int, list[_Candidate]] = {}
         for c in cands.values():
@@ -368,7 +377,7 @@ class Searcher:
             else:
                 best = max(cs, key=lambda c: max(c.base, c.inset))
                 score = max(best.base, best.inset)
-                scored.append(((False, score), score, best, cs))
+                scored.append(((best.inset >= self.cfg.search.threshold, score), score, best, cs))
         scored.sort(key=lambda x: x[0], reverse=True)
         matches: list[Match] = []
         for _, score, top, cs in scored:
