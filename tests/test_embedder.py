@@ -16,7 +16,7 @@ from utils.errors import ImageError, ModelError
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "code" / "model"
 MODELS = {v: MODEL_DIR / f"efficientnet_lite0_{v}.onnx" for v in ("int8", "fp32")}
-PCA = MODEL_DIR / "efficientnet_lite0_pca256.npz"
+PROJECTION = MODEL_DIR / "efficientnet_lite0_lda256.npz"
 COCKATOO = 89  # ImageNet 'sulphur-crested cockatoo'
 
 
@@ -41,10 +41,10 @@ def shots(videos: Path) -> dict[str, list[np.ndarray]]:
     return {n: frames_at(videos / n, [2.0, 2.2]) for n in names}
 
 
-@pytest.fixture(scope="module", params=["int8", "fp32", "int8+pca"])
+@pytest.fixture(scope="module", params=["int8", "fp32", "int8+projection"])
 def embedder(request: pytest.FixtureRequest) -> Embedder:
-    variant, _, pca = request.param.partition("+")
-    return Embedder(MODELS[variant], device="cpu", batch_size=4, projection=PCA if pca else None)
+    variant, _, projected = request.param.partition("+")
+    return Embedder(MODELS[variant], device="cpu", batch_size=4, projection=PROJECTION if projected else None)
 
 
 def test_deterministic_unit_rows(embedder: Embedder, shots: dict[str, list[np.ndarray]]) -> None:
@@ -110,32 +110,32 @@ def test_from_config_picks_int8_on_cpu() -> None:
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("CUDA is available: variant auto picks fp32 here")
     e = Embedder.from_config(Config())
-    assert (e.name, e.dim) == ("efficientnet_lite0-int8-pca256", 256)
+    assert (e.name, e.dim) == ("efficientnet_lite0-int8-lda256", 256)
 
 
 def test_projection_identity_and_output(shots: dict[str, list[np.ndarray]]) -> None:
     """The stored vectors' identity covers model and projection: either file changing changes it."""
     raw = Embedder(MODELS["int8"], device="cpu")
-    pca = Embedder(MODELS["int8"], device="cpu", projection=PCA)
-    assert (pca.name, pca.dim, pca.raw_dim) == ("efficientnet_lite0-int8-pca256", 256, 1280)
-    assert pca.file_sha256 == raw.sha256 == raw.file_sha256 and pca.sha256 not in (raw.sha256, "")
+    lda = Embedder(MODELS["int8"], device="cpu", projection=PROJECTION)
+    assert (lda.name, lda.dim, lda.raw_dim) == ("efficientnet_lite0-int8-lda256", 256, 1280)
+    assert lda.file_sha256 == raw.sha256 == raw.file_sha256 and lda.sha256 not in (raw.sha256, "")
     frames = [f for pair in shots.values() for f in pair]
     x = raw.embed(frames)
-    np.testing.assert_allclose(pca.embed_raw(frames), x, atol=1e-6)
-    y = (x - pca.projection.mean) @ pca.projection.components
-    np.testing.assert_allclose(pca.embed(frames), y / np.linalg.norm(y, axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(lda.embed_raw(frames), x, atol=1e-6)
+    y = (x - lda.projection.mean) @ lda.projection.components
+    np.testing.assert_allclose(lda.embed(frames), y / np.linalg.norm(y, axis=1, keepdims=True), atol=1e-5)
 
 
 def test_modified_projection_refused(tmp_path: Path) -> None:
-    copy = tmp_path / PCA.name
-    shutil.copy(PCA, copy)
+    copy = tmp_path / PROJECTION.name
+    shutil.copy(PROJECTION, copy)
     shutil.copy(MODEL_DIR / "model.json", tmp_path / "model.json")
     with copy.open("ab") as fh:
         fh.write(b"\0")
     with pytest.raises(ModelError, match="sha256"):
         Embedder(MODELS["int8"], projection=copy)
     with pytest.raises(ModelError, match="not found"):
-        Embedder(MODELS["int8"], projection=tmp_path / "missing" / PCA.name)
+        Embedder(MODELS["int8"], projection=tmp_path / "missing" / PROJECTION.name)
 
 
 def test_wrong_sha256_refused() -> None:

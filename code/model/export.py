@@ -247,7 +247,7 @@ def write_model_json(fp32_path: Path, int8_path: Path, calibration: int, checks:
         "checks": checks,
     }
     path = MODEL_DIR / "model.json"
-    if path.is_file():  # the PCA entry written by fit_projection.py: re-fit it if the features changed
+    if path.is_file():  # the projection entry written by fit_projection.py: re-fit it if the features changed
         previous = json.loads(path.read_text(encoding="utf-8"))
         if "projection" in previous:
             meta["projection"] = previous["projection"]

@@ -77,7 +77,7 @@ class ModelConfig:
     batch_size: int = 32
     threads: int = 0  # onnxruntime intra-op threads, 0 = all cores
     preprocess_threads: int = 0  # threads resizing the next batch while the model runs; 0 = by device
-    projection: str = "code/model/efficientnet_lite0_pca256.npz"  # PCA after the model; "" = raw 1280-d
+    projection: str = "code/model/efficientnet_lite0_lda256.npz"  # 256-d projection after the model; "" = raw 1280-d
 
 
 @dataclass
@@ -113,7 +113,7 @@ class SearchConfig:
 
 @dataclass
 class RetrievalConfig:
-    threshold: float = 0.6  # copy score at or above = is_copy
+    threshold: float = 0.45  # copy score at or above = is_copy
     per_frame_k: int = 20  # library keyframes fetched per query frame view
     offset_tolerance: float = 1.0  # seconds; hits whose time offsets agree this well vote together
     min_frames: int = 3  # aligned query frames a match needs (fewer only when the clip has fewer)
