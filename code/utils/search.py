@@ -27,7 +27,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -160,6 +160,14 @@ class _Query:
             if view not in self.feats:
                 self.feats[view] = features(self.views[view])
             return self.feats[view]
+
+
+def _by_video(cands: Iterable[_Candidate]) -> dict[int, list[_Candidate]]:
+    """Candidates grouped by their video, each group and the videos in the order given."""
+    groups: dict[int, list[_Candidate]] = {}
+    for c in cands:
+        groups.setdefault(c.hit.video_id, []).append(c)
+    return groups
 
 
 class Searcher:
@@ -299,9 +307,7 @@ class Searcher:
         led = [c for c in cands.values() if c.led]
         chosen = {c.hit.id: c for c in by_any + of_lead[:BEST_VIDEO_CANDIDATES] + led}
         if runners_up:
-            by_video: dict[int, list[_Candidate]] = {}
-            for c in sorted(cands.values(), key=lambda c: -c.base):
-                by_video.setdefault(c.hit.video_id, []).append(c)
+            by_video = _by_video(sorted(cands.values(), key=lambda c: -c.base))
             for video_id in [v for v in by_video if v != lead][:RUNNER_UP_VIDEOS]:
                 chosen.update((c.hit.id, c) for c in by_video[video_id][:RUNNER_UP_KEYFRAMES])
         rows = self.cat.keyframes_by_id([kid for kid, c in chosen.items() if c.keyframe is None])
@@ -340,11 +346,10 @@ class Searcher:
         # the others are tried that way too (the right moment of a flipped frame is often among them).
         # With nothing confirmed after every other round, heavy edits may have misled the embedding's
         # choice too: the leading video's keyframes are then tried both ways.
-        orientation = confirmed()
-        retry = [c for c in chosen.values() if c.keyframe is not None and not set(orientation) <= c.tried]
+        orientation, pool = confirmed(), list(chosen.values())
         if runners_up and not orientation:
-            orientation = [0, 1]
-            retry = [c for c in of_lead[:BEST_VIDEO_CANDIDATES] if c.keyframe is not None and not {0, 1} <= c.tried]
+            orientation, pool = [0, 1], of_lead[:BEST_VIDEO_CANDIDATES]
+        retry = [c for c in pool if c.keyframe is not None and not set(orientation) <= c.tried]
         for _ in self._pool.map(lambda c: try_views(c, orientation), retry):
             pass
 
@@ -361,11 +366,8 @@ class Searcher:
         align with a look-alike just over the threshold. An arbitrary window's score counts only
         through the geometry."""
         min_inliers = self.cfg.search.verify_min_inliers
-        by_video: dict[int, list[_Candidate]] = {}
-        for c in cands.values():
-            by_video.setdefault(c.hit.video_id, []).append(c)
         scored = []
-        for video_id, cs in by_video.items():
+        for video_id, cs in _by_video(cands.values()).items():
             most = max(c.inliers for c in cs)
             verified = self._moment(cs, most, query_feats) if most >= min_inliers else None
             if verified is not None:
