@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from utils.verify import (FEATURES_VERSION, Features, align, aligned_similarity, features, features_file,
-                          forget_keyframes, keyframe_features, store_keyframe_features)
+                          forget_keyframes, keyframe_features, motion_similarity, store_keyframe_features)
 
 
 def frame_at(path: Path, t: float) -> np.ndarray:
@@ -118,3 +118,27 @@ def test_features_are_not_stored_for_a_removed_image(tmp_path: Path) -> None:
     gone = tmp_path / "gone" / "000000.jpg"
     store_keyframe_features(gone)
     assert not gone.parent.exists()
+
+
+def test_motion_tells_a_fixed_cameras_moments_by_where_things_moved(videos: Path, rabbit: np.ndarray,
+                                                                    tmp_path: Path) -> None:
+    """Five keyframes of a fixed camera (the rabbit's table) with a textured figure (a Sintel crop) at five
+    places; a brighter screenshot with the figure a little right of the third place matches the third."""
+    figure = cv2.resize(frame_at(videos / "sintel_trailer_480p_h264.mp4", 20.0)[100:260, 300:400], (40, 64))
+    background = cv2.resize(rabbit, (480, 270), interpolation=cv2.INTER_AREA)
+
+    def at(x: int) -> np.ndarray:
+        out = background.copy()
+        out[150:214, x:x + 40] = figure
+        return out
+
+    paths = []
+    for i, x in enumerate((40, 120, 200, 280, 360)):
+        paths.append(str(tmp_path / f"{i}.jpg"))
+        cv2.imwrite(paths[-1], cv2.cvtColor(at(x), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    query = features(np.clip(at(215).astype(np.float32) * 0.8 + 40, 0, 255).astype(np.uint8))
+    pairs = [(query, p, align(query, keyframe_features(p))) for p in paths]
+    scores = motion_similarity(pairs)
+    assert scores is not None and int(np.argmax(scores)) == 2, scores
+    assert scores[2] > 0.5 > max(scores[0], scores[4])
+    assert motion_similarity(pairs[:2]) is None  # no background to tell from two keyframes

@@ -39,7 +39,7 @@ from .images import cut_borders, load_picture, searchable
 from .insets import crop, inset_boxes
 from .vectorstore import Hit, ModelInfo, VectorStore
 from .verify import (NO_ALIGNMENT, Alignment, Features, align, aligned_similarity, detail_similarity, features,
-                     keyframe_features)
+                     keyframe_features, motion_similarity)
 from .video import frames_between
 
 SPAN_SCORE_DROP = 0.05  # hits this close to the best score count towards the matching span
@@ -407,8 +407,9 @@ class Searcher:
         are neighbours in a pan or a slow change, where the nearer frame shares more of the picture.
         Keyframes alike over more than STILL_SHOT_SPAN are a fixed camera's (a hall, a street, a
         desk): what tells their moments apart is a person or a thing that moved, too small for the
-        cells' median, so a finer comparison of the whole picture decides
-        (:func:`~utils.verify.detail_similarity`)."""
+        cells' median. So where the query differs from the shot's background, against where each
+        keyframe does, decides (:func:`~utils.verify.motion_similarity`), then a finer comparison of
+        the whole picture (:func:`~utils.verify.detail_similarity`)."""
         floor = max(MOMENT_INLIER_SHARE * most, self.cfg.search.verify_min_inliers)
         alike = [c for c in cs if c.inliers >= floor and c.keyframe is not None]
         for c in alike:
@@ -417,7 +418,10 @@ class Searcher:
         tied = [c for c in alike if c.pixels >= top - PIXEL_MARGIN]
         times = [c.hit.timestamp for c in tied]
         if max(times) - min(times) > STILL_SHOT_SPAN:
-            return max(tied, key=lambda c: (detail_similarity(query_feats[c.view], c.path, c.alignment), c.inliers))
+            moved = dict(zip(map(id, tied), motion_similarity([(query_feats[c.view], c.path, c.alignment) for c in tied])
+                             or [0.0] * len(tied)))
+            return max(tied, key=lambda c: (moved[id(c)], detail_similarity(query_feats[c.view], c.path, c.alignment),
+                                            c.inliers))
         return max(tied, key=lambda c: (c.inliers, c.any_view))
 
     def _refine(self, match: Match, query_vecs: np.ndarray) -> None:

@@ -230,6 +230,43 @@ def detail_similarity(query: Features, keyframe_path: str, alignment: Alignment)
     return float((a * b).sum() / denom) if denom > 0 else -1.0
 
 
+MOTION_FLOOR = 12.0  # grey levels a pixel must differ from the shot's background by to count as moved (codec noise is less)
+MOTION_BLUR = 3.0  # sigma, in FINE_SIDE pixels, of the blur that lets a thing that moved a little still overlap
+
+
+def motion_similarity(pairs: list[tuple[Features, str, Alignment]]) -> list[float] | None:
+    """For keyframes of one fixed camera's shot, each with the query (view) aligned to it: how much
+    what differs from the shot's background in the query (a person, a thing that moved) is where it
+    differs in the keyframe (cosine, 0..1, of the blurred difference maps). The background is the
+    keyframes' per-pixel median, so at least three are needed; None if fewer, or if their sizes differ.
+
+    Why not compare the pixels themselves: a textured thing that moved by more than its own detail
+    differs from its shifted self as much as from the background, so pixel agreement cannot tell a
+    keyframe where it stands close by from one where it stands across the room; where things differ
+    from the background can. 0.0 for every keyframe when nothing in the query differs from it."""
+    if len(pairs) < 3:
+        return None
+    details = [keyframe_detail(path) for _, path, _ in pairs]
+    if len({small.shape for small, _ in details}) != 1:
+        return None
+    background = cv2.GaussianBlur(np.median(np.stack([small for small, _ in details]), axis=0).astype(np.float32),
+                                  (3, 3), 0)
+    scores = []
+    for (small, scale), (query, _, alignment) in zip(details, pairs):
+        laid = _laid_onto(query, small, scale, alignment)
+        if laid is None:
+            scores.append(-1.0)
+            continue
+        warped, target, cover = laid
+        # the query's brightness and contrast fitted to the background's, where it covers it
+        gain, offset = np.polyfit(warped[cover], background[cover], 1)
+        moved = [cv2.GaussianBlur(np.where(cover, np.maximum(np.abs(x - background) - MOTION_FLOOR, 0), 0), (0, 0),
+                                  MOTION_BLUR) for x in (warped * gain + offset, target)]
+        norm = float(np.sqrt((moved[0] ** 2).sum() * (moved[1] ** 2).sum()))
+        scores.append(float((moved[0] * moved[1]).sum() / norm) if norm > 0 else 0.0)
+    return scores
+
+
 def _laid_onto(query: Features, target: np.ndarray, scale: float,
                alignment: Alignment) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The query's grey copy laid onto a keyframe's grey copy (``scale``: keyframe pixels -> copy) with
