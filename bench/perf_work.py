@@ -278,9 +278,10 @@ def stage_table(st: Stages, wall: float) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------- workers
 def w_decode(job: dict[str, Any]) -> dict[str, Any]:
-    """Bare PyAV decode: no conversion, no writing, no model. mode full | nonkey (the decoder's
-    skip_frame) | keypackets (only the packets the container marks as keyframes reach the decoder,
-    as keyframes.mode iframes reads them)."""
+    """Bare PyAV decode: no conversion, no writing, no model. mode full | nonref | nonkey (the
+    decoder's skip_frame: NONREF is how full mode decodes with keyframes.skip_nonref) | keypackets
+    (only the packets the container marks as keyframes reach the decoder, as keyframes.mode iframes
+    reads them)."""
     import av
 
     from utils.video import probe
@@ -294,8 +295,8 @@ def w_decode(job: dict[str, Any]) -> dict[str, Any]:
             info = probe(c, path)
             stream = c.streams.video[0]
             stream.thread_type = "AUTO"
-            if mode == "nonkey":
-                stream.codec_context.skip_frame = "NONKEY"
+            if mode in ("nonref", "nonkey"):
+                stream.codec_context.skip_frame = mode.upper()
             if mode == "keypackets":
                 decoded = (f for p in c.demux(stream) if p.is_keyframe or p.size == 0 for f in p.decode())
             else:

@@ -57,3 +57,40 @@ def test_iframes_mode_reads_a_container_that_marks_no_keyframes(videos, tmp_path
     with KeyframeExtractor(src, iframes_config()) as ex:
         from_mp4 = [(k.frame_index, k.image.shape) for k in ex]
     assert from_nut == from_mp4 and len(from_mp4) == 15
+
+
+def full_config(skip_nonref: bool) -> KeyframeConfig:
+    return dataclasses.replace(load_config().keyframes, mode="full", skip_nonref=skip_nonref)
+
+
+def test_full_mode_skips_the_frames_nothing_references_and_keeps_coverage(videos):
+    path = videos / "bikes_10s_640x272_h264.mp4"  # H.264 with B-frames: 250 frames, 115 of them unreferenced
+    runs = {}
+    for skip in (False, True):
+        with KeyframeExtractor(path, full_config(skip)) as ex:
+            runs[skip] = ([(k.frame_index, k.pts, k.timestamp, k.kind) for k in ex], ex.frames_decoded, ex.info.fps)
+    (every, decoded_every, fps), (skipped, decoded_skipped, _) = runs[False], runs[True]
+    assert decoded_every == 250 and decoded_skipped < 0.6 * decoded_every
+    # I-frames are referenced by definition: the same ones come out
+    assert [k[1] for k in skipped if k[3] == "iframe"] == [k[1] for k in every if k[3] == "iframe"]
+    times = [k[2] for k in skipped]
+    assert max(b - a for a, b in zip(times, times[1:])) <= full_config(True).max_gap + 1e-6
+    assert all(index == round(t * fps) for index, _, t, _ in skipped)  # the frame's place, not a count of decoded frames
+    assert abs(len(skipped) - len(every)) <= 0.2 * len(every)
+
+
+def test_full_mode_decodes_every_frame_of_a_stream_without_timestamps(videos, tmp_path):
+    src = videos / "bikes_10s_640x272_h264.mp4"
+    raw = tmp_path / "bikes.h264"  # a raw H.264 stream: its frames carry no pts, so times come from counting
+    with av.open(str(src)) as i, av.open(str(raw), "w", format="h264") as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        for packet in i.demux(i.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                o.mux(packet)
+    got = {}
+    for skip in (False, True):
+        with KeyframeExtractor(raw, full_config(skip)) as ex:
+            got[skip] = ([(k.frame_index, k.timestamp, k.kind) for k in ex], ex.frames_decoded)
+    assert got[True] == got[False]
+    assert got[True][1] == 250

@@ -2,8 +2,8 @@
 
 I-frames alone are not enough: encoders space them from every frame (VP9 intra streams) to one in
 ten seconds, so a screenshot taken between them would land far from any stored frame. In ``full``
-mode every frame is decoded (cheaply: only a tiny luma thumbnail is looked at) and a frame is kept
-when it is
+mode every frame is decoded (cheaply: only a tiny luma thumbnail is looked at; with ``skip_nonref``
+every frame another frame is predicted from) and a frame is kept when it is
 - an I-frame (``iframe``),
 - the first frame after a hard cut, or the first frame that has drifted visibly from the last kept
   one (``scene``: mean absolute change of a 32x32 luma thumbnail against the previous frame, or
@@ -113,6 +113,7 @@ class KeyframeExtractor:
             raise
         self.decoded_duration = 0.0
         self.frames_decoded = 0
+        self.skipping = cfg.mode == "full" and cfg.skip_nonref  # see _all_frames
 
     def close(self) -> None:
         self.container.close()
@@ -135,7 +136,7 @@ class KeyframeExtractor:
         info = self.info
         fps = info.fps or 25.0
         tb = float(info.time_base)
-        frames = self.container.decode(self._stream()) if self.cfg.mode == "full" else self._keyframes_only()
+        frames = self._all_frames() if self.cfg.mode == "full" else self._keyframes_only()
         try:
             for index, frame in enumerate(frames):
                 if frame.pts is not None:
@@ -146,11 +147,34 @@ class KeyframeExtractor:
                 self.frames_decoded += 1
                 self.decoded_duration = max(self.decoded_duration, t + 1.0 / fps)
                 pts = frame.pts if frame.pts is not None else int(round(t / tb))
-                frame_index = index if self.cfg.mode == "full" else int(round(t * fps))
+                frame_index = index if self.cfg.mode == "full" and not self.skipping else int(round(t * fps))
                 yield _Candidate(frame, frame_index, pts, t, luma_thumb(frame), bool(frame.key_frame))
         except av.FFmpegError as exc:
             raise VideoError(f"{self.path}: corrupt video data after {self.decoded_duration:.1f} s "
                              f"({_ffmpeg_reason(exc)})") from exc
+
+    def _all_frames(self) -> Iterator[av.VideoFrame]:
+        """Full mode's frames, every one of them or, with ``skip_nonref``, all but those no other
+        frame is predicted from (most B-frames): the decoder skips them (15 % of the shared clips'
+        decode time), and no two frames left are more than a few frames apart, so coverage holds.
+        Frames without timestamps are placed by counting them, which only works when none is
+        skipped: a stream whose first frame has none is decoded whole, from a new opening."""
+        stream = self._stream()
+        if not self.skipping:
+            yield from self.container.decode(stream)
+            return
+        stream.codec_context.skip_frame = "NONREF"
+        frames = self.container.decode(stream)
+        first = next(frames, None)
+        if first is not None and first.pts is None:
+            self.skipping = False
+            self.container.close()
+            self.container = open_video(self.path)
+            yield from self.container.decode(self._stream())
+            return
+        if first is not None:
+            yield first
+            yield from frames
 
     def _keyframes_only(self) -> Iterator[av.VideoFrame]:
         """The keyframes, decoded from the packets the container marks as keyframes.
