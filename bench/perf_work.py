@@ -457,6 +457,16 @@ def _query_frames(files: list[Path], n: int, seed: int) -> list[tuple[str, float
     return out
 
 
+def _same_footage(answer: str, truth: str) -> bool:
+    """Whether an answered video shows the query's footage: the video itself or another encode of it (the
+    harness's copy groups, from MANIFEST.md), as bench/eval_search.py counts a right answer. An untouched
+    frame of one encode matches its copies about as well, so a check by file name alone is a coin toss
+    between them."""
+    from eval_search import COPY_GROUPS
+
+    return answer == truth or any(answer in g and truth in g for g in COPY_GROUPS)
+
+
 def w_e2e(job: dict[str, Any]) -> dict[str, Any]:
     """Search on the real library (Lite): Searcher end to end (as configured, and with its optional expensive
     steps off), its parts, and the accuracy of the product's projected vectors against the raw model features."""
@@ -509,14 +519,14 @@ def w_e2e(job: dict[str, Any]) -> dict[str, Any]:
             t_embed.append(t1 - t0)
             t_vec.append(t2 - t1)
             t_off.append(t3 - t2)
-            if ans[0].results and Path(ans[0].results[0].video_path).name == name:
+            if ans[0].results and _same_footage(Path(ans[0].results[0].video_path).name, name):
                 top1_off += 1
         n_def = job["n_refine"] if on else 0
         for name, _t, rgb in queries[:n_def]:
             t0 = time.perf_counter()
             ans = searcher.search([(name, rgb)])
             t_def.append(time.perf_counter() - t0)
-            if ans[0].results and Path(ans[0].results[0].video_path).name == name:
+            if ans[0].results and _same_footage(Path(ans[0].results[0].video_path).name, name):
                 top1_def += 1
         res.update({
             "query_views": lat_summary(t_views), "embed_2views": lat_summary(t_embed), "vector_nq1": lat_summary(t_vec),
@@ -553,15 +563,14 @@ def _projection_check(cfg: Any, cat: Any, embedder: Any, capture_path: str,
 
     def top1_video(lib_x: np.ndarray, q: np.ndarray) -> float:
         best = np.argmax(q @ lib_x.T, axis=1)
-        return float(np.mean([video_names.get(int(vids[b])) == n for b, n in zip(best, names)]))
+        return float(np.mean([_same_footage(video_names.get(int(vids[b]), ""), n) for b, n in zip(best, names)]))
 
     meta = json.loads((embedder.path.parent / METADATA_FILE).read_text())["projection"]
     return {"name": embedder.projection.name, "dim": embedder.dim, "raw_dim": embedder.raw_dim,
             "library": int(len(X)), "queries": len(queries),
             "top1_video": top1_video(X, embedder.embed(images)),
             "top1_video_raw": top1_video(X_raw, embedder.embed_raw(images)),
-            "explained_variance": float(meta["explained_variance"]),
-            "fitted_on": int(meta.get("fitted_on", {}).get("samples", 0))}
+            "fitted_on": int(meta.get("fitted_on", {}).get("pictures", 0))}
 
 
 # ----------------------------------------------------------------------------------- synthetic vectors
