@@ -155,7 +155,7 @@ class KeyframeExtractor:
 
     def _all_frames(self) -> Iterator[av.VideoFrame]:
         """Full mode's frames, every one of them or, with ``skip_nonref``, all but those no other
-        frame is predicted from (most B-frames): the decoder skips them (15 % of the shared clips'
+        frame is predicted from (most B-frames): the decoder skips them (10-15 % of the shared clips'
         decode time), and no two frames left are more than a few frames apart, so coverage holds.
         Frames without timestamps are placed by counting them, which only works when none is
         skipped: a stream whose first frame has none is decoded whole, from a new opening."""
