@@ -418,10 +418,10 @@ class Searcher:
         tied = [c for c in alike if c.pixels >= top - PIXEL_MARGIN]
         times = [c.hit.timestamp for c in tied]
         if max(times) - min(times) > STILL_SHOT_SPAN:
-            moved = dict(zip(map(id, tied), motion_similarity([(query_feats[c.view], c.path, c.alignment) for c in tied])
-                             or [0.0] * len(tied)))
-            return max(tied, key=lambda c: (moved[id(c)], detail_similarity(query_feats[c.view], c.path, c.alignment),
-                                            c.inliers))
+            moved = motion_similarity([(query_feats[c.view], c.path, c.alignment) for c in tied]) or [0.0] * len(tied)
+            best_moved = max(moved)
+            most_moved = [c for c, m in zip(tied, moved) if m == best_moved]
+            return max(most_moved, key=lambda c: (detail_similarity(query_feats[c.view], c.path, c.alignment), c.inliers))
         return max(tied, key=lambda c: (c.inliers, c.any_view))
 
     def _refine(self, match: Match, query_vecs: np.ndarray) -> None:
