@@ -168,9 +168,8 @@ class KeyframeExtractor:
         first = next(frames, None)
         if first is not None and first.pts is None:
             self.skipping = False
-            self.container.close()
-            self.container = open_video(self.path)
-            yield from self.container.decode(self._stream())
+            stream = self._reopened()  # before self.container is read: it is a new one
+            yield from self.container.decode(stream)
             return
         if first is not None:
             yield first
@@ -193,11 +192,16 @@ class KeyframeExtractor:
             else:
                 unmarked += 1
         if marked == 0 and unmarked > 0:
-            self.container.close()
-            self.container = open_video(self.path)
-            stream = self._stream()
+            stream = self._reopened()
             stream.codec_context.skip_frame = "NONKEY"
             yield from self.container.decode(stream)
+
+    def _reopened(self) -> av.VideoStream:
+        """The video stream of a new opening of the file, to decode it again from the start (a file
+        without an index cannot be sought back in)."""
+        self.container.close()
+        self.container = open_video(self.path)
+        return self._stream()
 
     def __iter__(self) -> Iterator[Keyframe]:
         cfg = self.cfg
