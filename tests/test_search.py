@@ -211,12 +211,7 @@ def grey_blurred_subtitled(rgb: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
     x = cv2.GaussianBlur(grey, (0, 0), 3.0).astype(np.float32)
     x += np.random.default_rng(0).normal(0, 16, x.shape).astype(np.float32)
-    return subtitled(np.clip(x, 0, 255).astype(np.uint8))
-
-
-def subtitled(rgb: np.ndarray) -> np.ndarray:
-    """A frame with a subtitle line burnt in."""
-    out = rgb.copy()
+    out = np.clip(x, 0, 255).astype(np.uint8)
     h, w = out.shape[:2]
     cv2.rectangle(out, (w // 4, int(h * 0.85)), (3 * w // 4, int(h * 0.95)), (20, 20, 20), -1)
     cv2.putText(out, "Where are you going?", (w // 4 + 10, int(h * 0.93)), cv2.FONT_HERSHEY_SIMPLEX, h / 480,
