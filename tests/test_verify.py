@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from utils.verify import (FEATURES_VERSION, Features, align, aligned_similarity, features, features_file,
-                          forget_keyframes, keyframe_features, motion_similarity, store_keyframe_features)
+                          forget_keyframes, keyframe_features, still_view_similarity, store_keyframe_features)
 
 
 def frame_at(path: Path, t: float) -> np.ndarray:
@@ -120,25 +120,59 @@ def test_features_are_not_stored_for_a_removed_image(tmp_path: Path) -> None:
     assert not gone.parent.exists()
 
 
-def test_motion_tells_a_fixed_cameras_moments_by_where_things_moved(videos: Path, rabbit: np.ndarray,
-                                                                    tmp_path: Path) -> None:
-    """Five keyframes of a fixed camera (the rabbit's table) with a textured figure (a Sintel crop) at five
-    places; a brighter screenshot with the figure a little right of the third place matches the third."""
-    figure = cv2.resize(frame_at(videos / "sintel_trailer_480p_h264.mp4", 20.0)[100:260, 300:400], (40, 64))
-    background = cv2.resize(rabbit, (480, 270), interpolation=cv2.INTER_AREA)
-
-    def at(x: int) -> np.ndarray:
+def still_view(tmp_path: Path, background: np.ndarray, draw, places: list, query_place) -> tuple[list, list[float] | None]:
+    """Keyframes of one still view (``background`` with ``draw(picture, place)`` at each of ``places``),
+    stored as JPEGs; a brighter screenshot with the thing drawn at ``query_place``, aligned to each;
+    the pairs and their still_view_similarity."""
+    def at(place) -> np.ndarray:
         out = background.copy()
-        out[150:214, x:x + 40] = figure
+        draw(out, place)
         return out
 
     paths = []
-    for i, x in enumerate((40, 120, 200, 280, 360)):
+    for i, place in enumerate(places):
         paths.append(str(tmp_path / f"{i}.jpg"))
-        cv2.imwrite(paths[-1], cv2.cvtColor(at(x), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    query = features(np.clip(at(215).astype(np.float32) * 0.8 + 40, 0, 255).astype(np.uint8))
+        cv2.imwrite(paths[-1], cv2.cvtColor(at(place), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    query = features(np.clip(at(query_place).astype(np.float32) * 0.8 + 40, 0, 255).astype(np.uint8))
     pairs = [(query, p, align(query, keyframe_features(p))) for p in paths]
-    scores = motion_similarity(pairs)
+    return pairs, still_view_similarity(pairs)
+
+
+def test_a_fixed_cameras_moment_is_told_by_where_things_moved(videos: Path, rabbit: np.ndarray, tmp_path: Path) -> None:
+    """Five keyframes of a fixed camera (the rabbit's table) with a textured figure (a Sintel crop) at five
+    places; a brighter screenshot with the figure a little right of the third place matches the third.
+    By correlation alone the figure 15 px off correlates with itself no better than with the table."""
+    figure = cv2.resize(frame_at(videos / "sintel_trailer_480p_h264.mp4", 20.0)[100:260, 300:400], (40, 64))
+
+    def draw(picture: np.ndarray, x: int) -> None:
+        picture[150:214, x:x + 40] = figure
+
+    pairs, scores = still_view(tmp_path, cv2.resize(rabbit, (480, 270), interpolation=cv2.INTER_AREA), draw,
+                               [40, 120, 200, 280, 360], 215)
     assert scores is not None and int(np.argmax(scores)) == 2, scores
-    assert scores[2] > 0.5 > max(scores[0], scores[4])
-    assert motion_similarity(pairs[:2]) is None  # no background to tell from two keyframes
+
+
+def test_a_test_cards_moment_is_told_by_its_burnt_in_clock(rabbit: np.ndarray, tmp_path: Path) -> None:
+    """Keyframes a second apart of a still picture with a burnt-in timecode, as on test bars: the
+    screenshot at 00:00:07;12 matches the keyframe at 00:00:07;00, the one whose digits it shares most,
+    though every keyframe aligns with it and agrees with it everywhere else."""
+    def draw(picture: np.ndarray, code: str) -> None:
+        cv2.rectangle(picture, (120, 200), (360, 250), (0, 0, 0), -1)
+        cv2.putText(picture, code, (130, 238), cv2.FONT_HERSHEY_SIMPLEX, 1.1, (255, 255, 255), 2)
+
+    codes = [f"00:00:0{s};00" for s in range(3, 10)]
+    pairs, scores = still_view(tmp_path, cv2.resize(rabbit, (480, 270), interpolation=cv2.INTER_AREA), draw,
+                               codes, "00:00:07;12")
+    assert scores is not None and int(np.argmax(scores)) == codes.index("00:00:07;00"), scores
+
+
+def test_keyframes_of_a_pan_or_of_one_picture_are_no_still_view(rabbit: np.ndarray, tmp_path: Path) -> None:
+    """Where most of the picture changes (a pan) or none of it does, comparing where keyframes differ
+    tells nothing: None, and the moment is left to the alignment."""
+    background = cv2.resize(rabbit, (480, 270), interpolation=cv2.INTER_AREA)
+
+    def pan(picture: np.ndarray, dx: int) -> None:
+        picture[:] = np.roll(background, dx, axis=1)
+
+    assert still_view(tmp_path, background, pan, [0, 40, 80], 40)[1] is None
+    assert still_view(tmp_path, background, lambda picture, _: None, [0, 1, 2], 1)[1] is None

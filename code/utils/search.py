@@ -38,8 +38,8 @@ from .errors import InputError
 from .images import cut_borders, load_picture, searchable
 from .insets import crop, inset_boxes
 from .vectorstore import Hit, ModelInfo, VectorStore
-from .verify import (NO_ALIGNMENT, Alignment, Features, align, aligned_similarity, detail_similarity, features,
-                     keyframe_features, motion_similarity)
+from .verify import (NO_ALIGNMENT, Alignment, Features, align, aligned_similarity, features, keyframe_features,
+                     still_view_similarity)
 from .video import frames_between
 
 SPAN_SCORE_DROP = 0.05  # hits this close to the best score count towards the matching span
@@ -55,7 +55,6 @@ RUNNER_UP_VIDEOS = 4  # when nothing verified: videos after the leading one whos
 RUNNER_UP_KEYFRAMES = 3  # ...and how many of each one's keyframes
 MOMENT_INLIER_SHARE = 0.5  # keyframes aligned with at least this share of the best's inliers compete for the moment
 PIXEL_MARGIN = 0.01  # aligned-pixel agreements this close do not tell two keyframes apart
-STILL_SHOT_SPAN = 5.0  # seconds: keyframes this far apart that the pixels cannot tell apart are a fixed camera's
 ORIENTATION_MARGIN = 0.03  # a mirrored view scoring within this of the other is verified too
 VERIFY_THREADS = min(4, os.cpu_count() or 1)  # keyframes verified at once (OpenCV releases the GIL)
 
@@ -400,29 +399,24 @@ class Searcher:
         """The keyframe of one verified video (``most`` inliers at best) that shows the query's moment,
         among its verified keyframes.
 
-        The best-aligned keyframe, except in a static shot, where several keyframes align about as
-        well (the same background keypoints): there the query laid onto each of them decides, pixel
-        by pixel (:func:`~utils.verify.aligned_similarity`), where the pixels differ at all. Among
-        keyframes the pixels cannot tell apart, the most inliers, then the embedding, decide: they
-        are neighbours in a pan or a slow change, where the nearer frame shares more of the picture.
-        Keyframes alike over more than STILL_SHOT_SPAN are a fixed camera's (a hall, a street, a
-        desk): what tells their moments apart is a person or a thing that moved, too small for the
-        cells' median. So where the query differs from the shot's background, against where each
-        keyframe does, decides (:func:`~utils.verify.motion_similarity`), then a finer comparison of
-        the whole picture (:func:`~utils.verify.detail_similarity`)."""
+        The best-aligned keyframe, except in a still view, where several keyframes align about as well
+        (the same background keypoints): there the query laid onto each of them decides, pixel by
+        pixel (:func:`~utils.verify.aligned_similarity`), where the pixels differ at all. What the
+        cells' median leaves tied is either one still view's keyframes that differ only in something
+        small (a person in a fixed camera's view, a burnt-in clock), told apart by comparing the query
+        with them where they differ (:func:`~utils.verify.still_view_similarity`); or neighbours in a
+        pan or a slow change, where the most inliers, then the embedding, decide: the nearer frame
+        shares more of the picture."""
         floor = max(MOMENT_INLIER_SHARE * most, self.cfg.search.verify_min_inliers)
         alike = [c for c in cs if c.inliers >= floor and c.keyframe is not None]
         for c in alike:
             c.pixels = aligned_similarity(query_feats[c.view], c.keyframe, c.alignment)
         top = max(c.pixels for c in alike)
         tied = [c for c in alike if c.pixels >= top - PIXEL_MARGIN]
-        times = [c.hit.timestamp for c in tied]
-        if max(times) - min(times) > STILL_SHOT_SPAN:
-            moved = motion_similarity([(query_feats[c.view], c.path, c.alignment) for c in tied]) or [0.0] * len(tied)
-            best_moved = max(moved)
-            most_moved = [c for c, m in zip(tied, moved) if m == best_moved]
-            return max(most_moved, key=lambda c: (detail_similarity(query_feats[c.view], c.path, c.alignment), c.inliers))
-        return max(tied, key=lambda c: (c.inliers, c.any_view))
+        still = still_view_similarity([(query_feats[c.view], c.path, c.alignment) for c in tied]) if len(tied) > 1 else None
+        if still is None:
+            return max(tied, key=lambda c: (c.inliers, c.any_view))
+        return max(zip(still, tied), key=lambda sc: (sc[0], sc[1].inliers))[1]
 
     def _refine(self, match: Match, query_vecs: np.ndarray) -> None:
         """Move the best answer from its keyframe's time to the query's own moment.

@@ -196,75 +196,98 @@ def aligned_similarity(query: Features, keyframe: Features, alignment: Alignment
             keep = cover[cell]
             if keep.mean() < 0.8:
                 continue
-            a, b = warped[cell][keep], target[cell][keep]
-            a, b = a - a.mean(), b - b.mean()
-            denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
-            if denom > 4e-3 * len(a):  # a flat cell (sky, a black bar) says nothing
-                scores.append(float((a * b).sum() / denom))
+            score = _correlation(warped[cell][keep], target[cell][keep], flat=4e-3)  # a flat cell (sky, a black bar) says nothing
+            if score is not None:
+                scores.append(score)
     return float(np.median(scores)) if scores else -1.0
+
+
+def _correlation(a: np.ndarray, b: np.ndarray, flat: float = 0.0) -> float | None:
+    """Normalised correlation (-1..1) of two samples of pixels; None where they are too flat to say
+    (the product of their spreads at most ``flat`` per pixel)."""
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > flat * len(a) else None
 
 
 @lru_cache(maxsize=512)
 def keyframe_detail(path: str) -> tuple[np.ndarray, float]:
     """A stored keyframe as a FINE_SIDE grey copy, and the scale from its pixels onto the copy (cached
-    apart from :func:`keyframe_features`: only keyframes of still shots are ever asked for it)."""
+    apart from :func:`keyframe_features`: only keyframes the cells found alike are ever asked for it)."""
     img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     if img is None:
         return np.zeros((1, 1), np.uint8), 1.0
     return _shrunk(img, FINE_SIDE)
 
 
-def detail_similarity(query: Features, keyframe_path: str, alignment: Alignment) -> float:
-    """Normalised correlation (-1..1) of the whole covered part of a keyframe and the query laid onto
-    it, at FINE_SIDE: finer than :func:`aligned_similarity`, and one figure for the whole picture
-    rather than a median of cells, so that a small thing that moved (a person crossing a fixed
-    camera's view) counts. Only for telling apart keyframes that the cells found alike."""
-    small, scale = keyframe_detail(keyframe_path)
-    laid = _laid_onto(query, small, scale, alignment)
-    if laid is None:
-        return -1.0
-    warped, target, cover = laid
-    a, b = warped[cover], target[cover]
-    a, b = a - a.mean(), b - b.mean()
-    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / denom) if denom > 0 else -1.0
-
-
-MOTION_FLOOR = 12.0  # grey levels a pixel must differ from the shot's background by to count as moved (codec noise is less)
+CHANGE_FLOOR = 16.0  # grey levels (FINE_SIDE copies) alike keyframes must differ by somewhere for a pixel to count as changed
+STILL_SHARE = 0.5  # keyframes alike in more than this share of their pixels show one still view (fixed camera, test card)
+MIN_CHANGED = 20  # changed pixels, at least, worth comparing
+MOTION_FLOOR = 12.0  # grey levels a pixel must differ from the view's background by to count as moved (codec noise is less)
 MOTION_BLUR = 3.0  # sigma, in FINE_SIDE pixels, of the blur that lets a thing that moved a little still overlap
+MOTION_SLACK = 100.0  # grey levels x pixels: difference maps this light are alike (nothing moved in either)
+MOTION_MARGIN = 0.3  # keyframes whose moved things lie this much less where the query's do than the best's are out
+OUT = -2.0  # still_view_similarity's score for a keyframe out of the running
 
 
-def motion_similarity(pairs: list[tuple[Features, str, Alignment]]) -> list[float] | None:
-    """For keyframes of one fixed camera's shot, each with the query (view) aligned to it: how much
-    what differs from the shot's background in the query (a person, a thing that moved) is where it
-    differs in the keyframe (cosine, 0..1, of the blurred difference maps). The background is the
-    keyframes' per-pixel median, so at least three are needed; None if fewer, or if their sizes differ.
+def still_view_similarity(pairs: list[tuple[Features, str, Alignment]]) -> list[float] | None:
+    """For keyframes that the cells found alike, each with the query (view) aligned to it: how well
+    the query matches each where they differ among themselves (by CHANGE_FLOOR grey levels or more at
+    FINE_SIDE), as a person comparing them would look there and nowhere else: the normalised
+    correlation, -1..1.
 
-    Why not compare the pixels themselves: a textured thing that moved by more than its own detail
-    differs from its shifted self as much as from the background, so pixel agreement cannot tell a
-    keyframe where it stands close by from one where it stands across the room; where things differ
-    from the background can. 0.0 for every keyframe when nothing in the query differs from it."""
-    if len(pairs) < 3:
-        return None
+    Why: what tells a still view's keyframes apart is small (a person in a fixed camera's view, a
+    burnt-in clock or frame counter on test bars). Over the whole picture it drowns in what they
+    share, and the query's own edits (noise, JPEG, overlays) decide instead.
+
+    A textured thing that moved by more than its own detail correlates with its shifted self no
+    better than with the background, so first, with three keyframes or more, where the query differs
+    from the view's background (the keyframes' per-pixel median) is set against where each keyframe
+    does: keyframes under the best by more than MOTION_MARGIN are OUT. Where things are is coarse and
+    knows no digits; what they look like decides.
+
+    None if the keyframes do not show one still view (more than 1 - STILL_SHARE of their pixels
+    changed, as in a pan; or their sizes differ) or if under MIN_CHANGED pixels changed (the same
+    picture: nothing here tells them apart); -1.0 for a keyframe the query does not cover enough of."""
     details = [keyframe_detail(path) for _, path, _ in pairs]
     if len({small.shape for small, _ in details}) != 1:
         return None
-    background = cv2.GaussianBlur(np.median(np.stack([small for small, _ in details]), axis=0).astype(np.float32),
-                                  (3, 3), 0)
+    stack = np.stack([cv2.GaussianBlur(small.astype(np.float32), (3, 3), 0) for small, _ in details])
+    changed = stack.max(axis=0) - stack.min(axis=0) > CHANGE_FLOOR
+    if changed.mean() > 1 - STILL_SHARE or changed.sum() < MIN_CHANGED:
+        return None
+    laid = [_laid_onto(query, small, scale, alignment) for (small, scale), (query, _, alignment) in zip(details, pairs)]
     scores = []
-    for (small, scale), (query, _, alignment) in zip(details, pairs):
-        laid = _laid_onto(query, small, scale, alignment)
-        if laid is None:
-            scores.append(-1.0)
+    for one in laid:
+        zone = changed & one[2] if one is not None else None
+        score = _correlation(one[0][zone], one[1][zone]) if zone is not None and zone.sum() >= MIN_CHANGED else None
+        scores.append(-1.0 if score is None else score)
+    if len(pairs) >= 3:
+        background = np.median(np.stack([small for small, _ in details]), axis=0).astype(np.float32)
+        moved = _moved_alike(laid, cv2.GaussianBlur(background, (3, 3), 0))
+        scores = [score if m >= max(moved) - MOTION_MARGIN else OUT for score, m in zip(scores, moved)]
+    return scores
+
+
+def _moved_alike(laid: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None], background: np.ndarray) -> list[float]:
+    """For each keyframe with the query laid onto it: how much what differs from the background in the
+    query is where it differs in the keyframe, as the overlap (0..1) of the blurred difference maps:
+    twice their common part over their sum. Both all but empty (nothing moved in either, the query
+    is the background as the keyframe is) is full agreement (MOTION_SLACK), not noise: a cosine of
+    two near-empty maps let a camera's shake outweigh it. -1.0 where the query was not laid."""
+    out = []
+    for one in laid:
+        if one is None:
+            out.append(-1.0)
             continue
-        warped, target, cover = laid
+        warped, target, cover = one
         # the query's brightness and contrast fitted to the background's, where it covers it
         gain, offset = np.polyfit(warped[cover], background[cover], 1)
         moved = [cv2.GaussianBlur(np.where(cover, np.maximum(np.abs(x - background) - MOTION_FLOOR, 0), 0), (0, 0),
                                   MOTION_BLUR) for x in (warped * gain + offset, target)]
-        norm = float(np.sqrt((moved[0] ** 2).sum() * (moved[1] ** 2).sum()))
-        scores.append(float((moved[0] * moved[1]).sum() / norm) if norm > 0 else 0.0)
-    return scores
+        both = float(moved[0].sum() + moved[1].sum())
+        out.append((2 * float(np.minimum(*moved).sum()) + MOTION_SLACK) / (both + MOTION_SLACK))
+    return out
 
 
 def _laid_onto(query: Features, target: np.ndarray, scale: float,
