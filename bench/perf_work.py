@@ -279,7 +279,8 @@ def stage_table(st: Stages, wall: float) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------- workers
 def w_decode(job: dict[str, Any]) -> dict[str, Any]:
     """Bare PyAV decode: no conversion, no writing, no model. mode full | nonref | nonkey (the
-    decoder's skip_frame: NONREF is how full mode decodes with keyframes.skip_nonref) | keypackets
+    decoder's skip_frame: NONREF, with the loop filter skipped off keyframes, is how full mode decodes
+    with keyframes.skip_nonref and skip_loop_filter) | keypackets
     (only the packets the container marks as keyframes reach the decoder, as keyframes.mode iframes
     reads them)."""
     import av
@@ -297,6 +298,8 @@ def w_decode(job: dict[str, Any]) -> dict[str, Any]:
             stream.thread_type = "AUTO"
             if mode in ("nonref", "nonkey"):
                 stream.codec_context.skip_frame = mode.upper()
+            if mode == "nonref":  # as full mode decodes: keyframes.skip_loop_filter too
+                stream.codec_context.options = {"skip_loop_filter": "nokey"}
             if mode == "keypackets":
                 decoded = (f for p in c.demux(stream) if p.is_keyframe or p.size == 0 for f in p.decode())
             else:

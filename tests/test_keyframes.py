@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from utils.config import KeyframeConfig, load_config
@@ -59,8 +60,9 @@ def test_iframes_mode_reads_a_container_that_marks_no_keyframes(videos, tmp_path
     assert from_nut == from_mp4 and len(from_mp4) == 15
 
 
-def full_config(skip_nonref: bool) -> KeyframeConfig:
-    return dataclasses.replace(load_config().keyframes, mode="full", skip_nonref=skip_nonref)
+def full_config(skip_nonref: bool, skip_loop_filter: bool = True) -> KeyframeConfig:
+    return dataclasses.replace(load_config().keyframes, mode="full", skip_nonref=skip_nonref,
+                               skip_loop_filter=skip_loop_filter)
 
 
 def test_full_mode_skips_the_frames_nothing_references_and_keeps_coverage(videos):
@@ -77,6 +79,25 @@ def test_full_mode_skips_the_frames_nothing_references_and_keeps_coverage(videos
     assert max(b - a for a, b in zip(times, times[1:])) <= full_config(True).max_gap + 1e-6
     assert all(index == round(t * fps) for index, _, t, _ in skipped)  # the frame's place, not a count of decoded frames
     assert abs(len(skipped) - len(every)) <= 0.2 * len(every)
+
+
+def test_only_keyframes_are_deblocked_when_the_loop_filter_is_skipped(videos):
+    """keyframes.skip_loop_filter: the codec's keyframes come out exactly as a normal decode gives them,
+    the other kept frames a little blockier (the filter is really off), never far from the picture."""
+    path = videos / "bikes_10s_640x272_h264.mp4"  # H.264, deblocked
+    runs = {}
+    for skip in (False, True):
+        with KeyframeExtractor(path, full_config(True, skip_loop_filter=skip)) as ex:
+            runs[skip] = {k.pts: (k.kind, k.image.astype(np.float32)) for k in ex}
+    common = sorted(set(runs[False]) & set(runs[True]))
+    assert len(common) >= 0.8 * len(runs[False])
+    iframes = [pts for pts in common if runs[True][pts][0] == "iframe"]
+    others = [pts for pts in common if runs[True][pts][0] != "iframe"]
+    assert iframes and others
+    assert all(np.array_equal(runs[True][pts][1], runs[False][pts][1]) for pts in iframes)
+    psnr = [10 * np.log10(255 ** 2 / max(1e-9, float(((runs[True][pts][1] - runs[False][pts][1]) ** 2).mean())))
+            for pts in others]
+    assert min(psnr) > 30 and any(p < 60 for p in psnr), psnr
 
 
 def test_full_mode_decodes_every_frame_of_a_stream_without_timestamps(videos, tmp_path):

@@ -66,6 +66,7 @@ class KeyframeConfig:
     store_features: bool = False  # keep each keyframe's ORB features beside its image when it is embedded
     decode_threads: int = 0  # 0 = let FFmpeg choose
     skip_nonref: bool = True  # full mode: frames no other frame references (most B-frames) are not decoded
+    skip_loop_filter: bool = True  # frames other than the codec's keyframes are decoded without its loop (deblocking) filter
     min_decoded_share: float = 0.9  # below this share of the declared duration a file is truncated
 
 
