@@ -240,7 +240,8 @@ def test_runner_up_videos_are_verified_when_nothing_else_is(lib, videos, monkeyp
         return seen
 
     without, with_runners_up = aligned_videos(0), aligned_videos(4)
-    assert without < with_runners_up and len(with_runners_up - without) >= 2, (without, with_runners_up)
+    # the leading video and RUNNER_UP_VIDEOS more, some of which the leading hits may have reached already
+    assert without < with_runners_up and len(with_runners_up) >= 1 + 4, (without, with_runners_up)
 
 
 def test_both_orientations_are_tried_when_nothing_has_verified(lib, videos):
