@@ -182,8 +182,8 @@ def test_keyframes_of_a_pan_or_of_one_picture_are_no_still_view(rabbit: np.ndarr
 def test_where_things_moved_agrees_when_nothing_moved_in_either(rabbit: np.ndarray) -> None:
     """The motion step's measure: a query that is the background matches a keyframe that is too (a
     cosine of two near-empty maps was noise, and let a keyframe from a moment the camera shook win
-    over an untouched frame's own); a thing in the same place matches far better than one elsewhere
-    or one the query does not show."""
+    over an untouched frame's own); a thing in the same place matches, one elsewhere or one the query
+    does not show does not."""
     background = cv2.resize(cv2.cvtColor(rabbit, cv2.COLOR_RGB2GRAY), (256, 144)).astype(np.float32)
     noise = np.random.default_rng(0).normal(0, 2, background.shape).astype(np.float32)
     cover = np.ones(background.shape, bool)
@@ -196,5 +196,5 @@ def test_where_things_moved_agrees_when_nothing_moved_in_either(rabbit: np.ndarr
     laid = [(background + noise, background, cover), (blob(40) + noise, blob(40), cover), (blob(40), blob(180), cover),
             (background + noise, blob(180), cover), None]
     empty, same_place, elsewhere, appeared, not_laid = _moved_alike(laid, background)
-    assert empty > 0.9 and same_place > 0.6, (empty, same_place)
+    assert empty > 0.9 and same_place > 0.9, (empty, same_place)
     assert elsewhere < 0.2 and appeared < 0.2 and not_laid == -1.0, (elsewhere, appeared)

@@ -281,8 +281,12 @@ def _moved_alike(laid: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None], b
             out.append(-1.0)
             continue
         warped, target, cover = one
-        # the query's brightness and contrast fitted to the background's, where it covers it
+        # the query's brightness and contrast fitted to the background's where it covers it, then again
+        # without what stands out of that fit: a thing that moved would pull the fit towards itself
         gain, offset = np.polyfit(warped[cover], background[cover], 1)
+        fits = cover & (np.abs(warped * gain + offset - background) < 2 * MOTION_FLOOR)
+        if fits.sum() > 0.5 * cover.sum():
+            gain, offset = np.polyfit(warped[fits], background[fits], 1)
         moved = [cv2.GaussianBlur(np.where(cover, np.maximum(np.abs(x - background) - MOTION_FLOOR, 0), 0), (0, 0),
                                   MOTION_BLUR) for x in (warped * gain + offset, target)]
         both = float(moved[0].sum() + moved[1].sum())
