@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.verify import (FEATURES_VERSION, Features, align, aligned_similarity, features, features_file,
-                          forget_keyframes, keyframe_features, still_view_similarity, store_keyframe_features)
-from utils.verify import _moved_alike
+from utils.verify import (FEATURES_VERSION, Features, _moved_alike, align, aligned_similarity, features,
+                          features_file, forget_keyframes, keyframe_features, still_view_similarity,
+                          store_keyframe_features)
 
 
 def frame_at(path: Path, t: float) -> np.ndarray:

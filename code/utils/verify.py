@@ -265,7 +265,8 @@ def still_view_similarity(pairs: list[tuple[Features, str, Alignment]]) -> list[
     if len(pairs) >= 3:
         background = np.median(np.stack([small for small, _ in details]), axis=0).astype(np.float32)
         moved = _moved_alike(laid, cv2.GaussianBlur(background, (3, 3), 0))
-        scores = [score if m >= max(moved) - MOTION_MARGIN else OUT for score, m in zip(scores, moved)]
+        near = max(moved) - MOTION_MARGIN
+        scores = [score if m >= near else OUT for score, m in zip(scores, moved)]
     return scores
 
 
