@@ -37,7 +37,6 @@ QUERY_SIDE = 640
 ORB_POINTS = 500  # keypoints kept per image
 ORB_FAST = 10  # FAST corner threshold: low, so that flat or blurred pictures still get keypoints
 _orb = cv2.ORB_create(nfeatures=ORB_POINTS, fastThreshold=ORB_FAST)
-_matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
 
 COMPARE_SIDE = 128  # long side of the grey images compared after alignment: detail, not noise
 QUERY_COMPARE_SIDE = 256  # the query's copy is kept finer: its picture may fill only part of it
@@ -161,11 +160,14 @@ def align(a: Features, b: Features) -> Alignment:
     da, db = a.descriptors, b.descriptors
     if da is None or db is None or len(da) < MIN_GOOD or len(db) < MIN_GOOD:
         return NO_ALIGNMENT
-    good = [m for m, *rest in _matcher.knnMatch(da, db, k=2) if rest and m.distance < RATIO * rest[0].distance]
+    # the two nearest of b's descriptors to each of a's, as arrays (BFMatcher.knnMatch computes the same
+    # with batchDistance, then wraps every pair in a Python object)
+    dist, nearest = cv2.batchDistance(da, db, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+    good = np.flatnonzero(dist[:, 0] < RATIO * dist[:, 1])
     if len(good) < MIN_GOOD:
         return NO_ALIGNMENT
-    src = a.points[[m.queryIdx for m in good]]
-    dst = b.points[[m.trainIdx for m in good]]
+    src = a.points[good]
+    dst = b.points[nearest[good, 0]]
     transform, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=6.0)
     if transform is None or mask is None:
         return NO_ALIGNMENT
