@@ -121,6 +121,23 @@ def test_random_non_keyframe_moment_found_within_half_a_second(lib, videos):
         assert Path(best.keyframe_path).is_file()
 
 
+def test_a_4k_screenshot_is_worked_on_near_work_side_and_found_at_its_moment(lib, videos):
+    """query_views area-averages big screenshots down by a whole factor (the mirror exact, the moment
+    still found): a 4K upscale of a 720p frame is searched at 960 x 540."""
+    cfg, cat, store, embedder, _ = lib
+    name = "cockatoo_720p_h264.mp4"
+    v = next(v for v in cat.videos() if Path(v.path).name == name)
+    t, rgb = frame_at(videos / name, v.duration * 0.6)
+    shot = cv2.resize(rgb, (3840, 2160), interpolation=cv2.INTER_CUBIC)
+    views = query_views(shot)
+    assert [view.shape for view in views] == [(540, 960, 3)] * 2
+    assert np.array_equal(views[1], views[0][:, ::-1])
+    assert query_views(rgb)[0].shape == rgb.shape  # 1280 px: nearer WORK_SIDE as it is than halved
+    (answer,) = Searcher(cfg, cat, store, embedder).search([(name, shot)])
+    best = answer.results[0]
+    assert best.video_id == v.id and abs(best.timestamp - t) <= 1.0, (t, best)
+
+
 def test_orientation_confirmed_once_is_tried_on_every_chosen_keyframe(lib, videos):
     """The embedding barely tells a frame from its mirror, so for many keyframes the mirrored query
     scores higher, and only that orientation is aligned first. Once one keyframe confirms the
@@ -223,25 +240,27 @@ def test_runner_up_videos_are_verified_when_nothing_else_is(lib, videos, monkeyp
     """Heavy edits can sink the right video's embedding scores under other videos' while ORB still
     aligns it firmly (a grey, blurred, noisy, subtitled flower did so with the PCA projection that
     preceded the shipped one). So when nothing has verified, the best keyframes of the videos after
-    the leading one are aligned too: a picture from outside the library verifies nothing, and the
-    keyframes it is aligned with then span RUNNER_UP_VIDEOS more videos."""
+    the leading one are aligned too: a picture from outside the library verifies nothing, and it is
+    then aligned with more keyframes, spanning the leading video and RUNNER_UP_VIDEOS more."""
     cfg, cat, store, embedder, _ = lib
     _, outside = frame_at(videos / OUTSIDE[0], 2.0)
     searcher = Searcher(cfg, cat, store, embedder)
     by_path = {str(cfg.data_path / k.image_path): v.id for v in cat.videos() for k in cat.video_keyframes(v.id)}
     read = search.keyframe_features
 
-    def aligned_videos(runner_up_videos: int) -> set[int]:
-        seen: set[int] = set()
+    def aligned_keyframes(runner_up_videos: int) -> set[str]:
+        seen: set[str] = set()
         monkeypatch.setattr(search, "RUNNER_UP_VIDEOS", runner_up_videos)
-        monkeypatch.setattr(search, "keyframe_features", lambda path: seen.add(by_path[path]) or read(path))
+        monkeypatch.setattr(search, "keyframe_features", lambda path: seen.add(path) or read(path))
         (answer,) = searcher.search([("outside", outside)], threshold=-1)
         assert answer.results and answer.results[0].score < cfg.search.threshold  # nothing verified
         return seen
 
-    without, with_runners_up = aligned_videos(0), aligned_videos(4)
-    # the leading video and RUNNER_UP_VIDEOS more, some of which the leading hits may have reached already
-    assert without < with_runners_up and len(with_runners_up) >= 1 + 4, (without, with_runners_up)
+    without, with_runners_up = aligned_keyframes(0), aligned_keyframes(4)
+    # more keyframes; their videos: the leading one and RUNNER_UP_VIDEOS more (the leading hits may have
+    # reached some of them already)
+    assert without < with_runners_up, (len(without), len(with_runners_up))
+    assert len({by_path[p] for p in with_runners_up}) >= 1 + 4
 
 
 def test_both_orientations_are_tried_when_nothing_has_verified(lib, videos):
