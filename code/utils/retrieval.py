@@ -302,7 +302,7 @@ def frame_views(core: np.ndarray, mirror: bool, insets: Sequence[Box] = ()) -> l
     flipped, and the crop of each inset box of the core."""
     views = [(CORE, core)]
     if mirror:
-        views.append((MIRROR, np.ascontiguousarray(core[:, ::-1])))
+        views.append((MIRROR, cv2.flip(core, 1)))
     views += [(INSET + i, crop(core, box)) for i, box in enumerate(insets)]
     return views
 
