@@ -57,6 +57,7 @@ RUNNER_UP_VIDEOS = 4  # when nothing verified: videos after the leading one whos
 RUNNER_UP_KEYFRAMES = 3  # ...and how many of each one's keyframes
 MOMENT_INLIER_SHARE = 0.5  # keyframes aligned with at least this share of the best's inliers compete for the moment
 PIXEL_MARGIN = 0.01  # aligned-pixel agreements this close do not tell two keyframes apart
+PIXEL_DOUBT = 0.7  # a verified video whose best aligned-pixel agreement is under this has its other orientation tried
 ORIENTATION_MARGIN = 0.03  # a mirrored view scoring within this of the other is verified too
 WORK_SIDE = math.ceil(QUERY_SIDE / WINDOW)  # a query's long side, about: its windows keep about QUERY_SIDE pixels for ORB
 VERIFY_THREADS = min(4, os.cpu_count() or 1)  # keyframes verified at once (OpenCV releases the GIL)
@@ -238,7 +239,7 @@ class Searcher:
                     self._verify(q, runners_up=True)
         answers = []
         for (name, _), q in zip(queries, states):
-            matches = self._rank(q.cands, top_k, threshold, q.feats)
+            matches = self._rank(q, top_k, threshold)
             if matches and self.cfg.search.refine:
                 self._refine(matches[0], q.vecs)
             answers.append(Answer(name, matches))
@@ -362,8 +363,7 @@ class Searcher:
         for _ in self._pool.map(lambda c: try_views(c, orientation), retry):
             pass
 
-    def _rank(self, cands: dict[int, _Candidate], top_k: int, threshold: float,
-              query_feats: dict[int, Features]) -> list[Match]:
+    def _rank(self, q: _Query, top_k: int, threshold: float) -> list[Match]:
         """One answer per video: geometrically verified videos scoring over the configured threshold
         first, then the rest, each by its score (a picture-in-picture's inset may align with fewer
         keypoints than a look-alike of its background, but its pixels agree better).
@@ -376,9 +376,9 @@ class Searcher:
         through the geometry."""
         min_inliers = self.cfg.search.verify_min_inliers
         scored = []
-        for video_id, cs in _by_video(cands.values()).items():
+        for video_id, cs in _by_video(q.cands.values()).items():
             most = max(c.inliers for c in cs)
-            verified = self._moment(cs, most, query_feats) if most >= min_inliers else None
+            verified = self._moment(q, cs, most) if most >= min_inliers else None
             if verified is not None:
                 # the score of a verified answer: the embedding's, or how well the aligned pixels agree when
                 # higher (heavy edits lower the first, not the second; the same room with other content
@@ -405,7 +405,7 @@ class Searcher:
                                  str(self.cfg.data_path / rows[top.hit.id].image_path)))
         return matches
 
-    def _moment(self, cs: list[_Candidate], most: int, query_feats: dict[int, Features]) -> _Candidate:
+    def _moment(self, q: _Query, cs: list[_Candidate], most: int) -> _Candidate:
         """The keyframe of one verified video (``most`` inliers at best) that shows the query's moment,
         among its verified keyframes.
 
@@ -420,13 +420,34 @@ class Searcher:
         floor = max(MOMENT_INLIER_SHARE * most, self.cfg.search.verify_min_inliers)
         alike = [c for c in cs if c.inliers >= floor and c.keyframe is not None]
         for c in alike:
-            c.pixels = aligned_similarity(query_feats[c.view], c.keyframe, c.alignment)
+            c.pixels = aligned_similarity(q.feats[c.view], c.keyframe, c.alignment)
+        if max(c.pixels for c in alike) < PIXEL_DOUBT:
+            self._other_orientation(q, [c for c in cs if c.keyframe is not None and c.view < 2
+                                        and c.inliers >= self.cfg.search.verify_min_inliers])
+            most = max(c.inliers for c in cs)
+            floor = max(MOMENT_INLIER_SHARE * most, self.cfg.search.verify_min_inliers)
+            alike = [c for c in cs if c.inliers >= floor and c.keyframe is not None]
+            for c in alike:
+                c.pixels = aligned_similarity(q.feats[c.view], c.keyframe, c.alignment)
         top = max(c.pixels for c in alike)
         tied = [c for c in alike if c.pixels >= top - PIXEL_MARGIN]
-        still = still_view_similarity([(query_feats[c.view], c.path, c.alignment) for c in tied]) if len(tied) > 1 else None
+        still = still_view_similarity([(q.feats[c.view], c.path, c.alignment) for c in tied]) if len(tied) > 1 else None
         if still is None:
             return max(tied, key=lambda c: (c.inliers, c.any_view))
         return max(zip(still, tied), key=lambda sc: (sc[0], sc[1].inliers))[1]
+
+    def _other_orientation(self, q: _Query, cs: list[_Candidate]) -> None:
+        """Align verified keyframes with the other whole-picture view too (mirrored if they were aligned
+        as is, and the other way round), keeping it where the pixels then agree better."""
+        def retry(c: _Candidate) -> None:
+            other = 1 - c.view
+            found = align(q.view_features(other), c.keyframe)
+            if found.inliers >= self.cfg.search.verify_min_inliers:
+                pixels = aligned_similarity(q.feats[other], c.keyframe, found)
+                if pixels > aligned_similarity(q.feats[c.view], c.keyframe, c.alignment):
+                    c.alignment, c.view = found, other
+        for _ in self._pool.map(retry, cs):
+            pass
 
     def _refine(self, match: Match, query_vecs: np.ndarray) -> None:
         """Move the best answer from its keyframe's time to the query's own moment.
