@@ -235,8 +235,8 @@ OUT = -2.0  # still_view_similarity's score for a keyframe out of the running
 def still_view_similarity(pairs: list[tuple[Features, str, Alignment]]) -> list[float] | None:
     """For keyframes that the cells found alike, each with the query (view) aligned to it: how well
     the query matches each where they differ among themselves (by CHANGE_FLOOR grey levels or more at
-    FINE_SIDE), as a person comparing them would look there and nowhere else: the normalised
-    correlation, -1..1.
+    FINE_SIDE), as a person comparing them would look there and nowhere else, glyph by glyph: the normalised
+    correlation, -1..1, cell by cell (:func:`_cell_correlation`).
 
     Why: what tells a still view's keyframes apart is small (a person in a fixed camera's view, a
     burnt-in clock or frame counter on test bars). Over the whole picture it drowns in what they
@@ -262,7 +262,7 @@ def still_view_similarity(pairs: list[tuple[Features, str, Alignment]]) -> list[
     scores = []
     for one in laid:
         zone = changed & one[2] if one is not None else None
-        score = _correlation(one[0][zone], one[1][zone]) if zone is not None and zone.sum() >= MIN_CHANGED else None
+        score = _cell_correlation(one[0], one[1], zone) if zone is not None and zone.sum() >= MIN_CHANGED else None
         scores.append(-1.0 if score is None else score)
     if len(pairs) >= 3:
         background = np.median(np.stack([small for small, _ in details]), axis=0).astype(np.float32)
@@ -270,6 +270,35 @@ def still_view_similarity(pairs: list[tuple[Features, str, Alignment]]) -> list[
         near = max(moved) - MOTION_MARGIN
         scores = [score if m >= near else OUT for score, m in zip(scores, moved)]
     return scores
+
+
+CELL = 8  # FINE_SIDE pixels a side of the cells compared one by one where keyframes differ: about a digit
+MIN_CELL = CELL * CELL // 4  # changed pixels a cell needs to count
+CELL_FLAT = 4.0  # grey levels squared, per pixel: a cell this flat in either picture says nothing
+
+
+def _cell_correlation(a: np.ndarray, b: np.ndarray, zone: np.ndarray) -> float | None:
+    """The mean over CELL-sized cells of the normalised correlation of ``a`` and ``b`` within ``zone``.
+
+    Why cells: a burnt-in counter differs from its neighbours' in a few digits; over the whole zone
+    the digits that differ from all keyframes drown the one the query shares with the right one
+    (the higher digits change slowest, so the nearer keyframe shares more of them). Cell sums by
+    reshaping: no loop over cells."""
+    h, w = zone.shape
+    hh, ww = -(-h // CELL) * CELL, -(-w // CELL) * CELL
+
+    def sums(x: np.ndarray) -> np.ndarray:
+        out = np.zeros((hh, ww), np.float64)
+        out[:h, :w] = x
+        return out.reshape(hh // CELL, CELL, ww // CELL, CELL).sum(axis=(1, 3))
+
+    m = zone.astype(np.float64)
+    n, sa, sb = sums(m), sums(a * m), sums(b * m)
+    ok = n >= MIN_CELL
+    n = np.where(ok, n, 1)
+    va, vb, cov = sums(a * a * m) - sa * sa / n, sums(b * b * m) - sb * sb / n, sums(a * b * m) - sa * sb / n
+    ok &= (va > CELL_FLAT * n) & (vb > CELL_FLAT * n)
+    return float(np.mean(cov[ok] / np.sqrt(va[ok] * vb[ok]))) if ok.any() else None
 
 
 def _moved_alike(laid: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None], background: np.ndarray) -> list[float]:
