@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from utils.verify import (FEATURES_VERSION, Features, _moved_alike, align, aligned_similarity, features,
-                          features_file, forget_keyframes, keyframe_features, still_view_similarity,
-                          store_keyframe_features)
+                          features_file, forget_keyframes, keyframe_features, keyframe_layout, layout,
+                          still_view_similarity, store_keyframe_features)
 
 
 def frame_at(path: Path, t: float) -> np.ndarray:
@@ -198,3 +198,23 @@ def test_where_things_moved_agrees_when_nothing_moved_in_either(rabbit: np.ndarr
     empty, same_place, elsewhere, appeared, not_laid = _moved_alike(laid, background)
     assert empty > 0.9 and same_place > 0.9, (empty, same_place)
     assert elsewhere < 0.2 and appeared < 0.2 and not_laid == -1.0, (elsewhere, appeared)
+
+
+def test_kinetic_typographys_moment_is_told_by_where_its_words_are(videos: Path, tmp_path: Path) -> None:
+    """Where ORB aligns nothing (a dark, low-resolution title sequence, greyscale, blurred and noisy), the
+    embedding scores the video's other titles about as high as the query's own (mediaelement_echo: the
+    keyframes at 12.67, 28.07 and 29.00 s within 0.06 of the one at 1.20 s, for a frame at 1.23 s). Where
+    the picture's edges are tells them apart, the words more than the light sweeping over the
+    background (by brightness alone the others correlated up to 0.21 here)."""
+    video = videos / "mediaelement_echo_270p_vp8.webm"
+    keyframes = []
+    for t in (1.20, 12.67, 28.07, 29.00):
+        path = tmp_path / f"{t}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(frame_at(video, t), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        keyframes.append(keyframe_layout(str(path)))
+    grey = cv2.cvtColor(cv2.cvtColor(frame_at(video, 1.23), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    noisy = cv2.GaussianBlur(grey, (0, 0), 2) + np.random.default_rng(0).normal(0, 12, grey.shape)
+    query = layout(np.clip(noisy, 0, 255).astype(np.uint8))
+    agreements = [float((query * k).sum()) for k in keyframes]
+    assert agreements[0] > 0.4 and max(agreements[1:]) < 0.1, agreements
+    assert layout(np.full((90, 160, 3), 30, np.uint8)) is None  # a flat picture has no layout

@@ -29,6 +29,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from .images import cut_borders
+
 RATIO = 0.7  # Lowe's ratio test
 MIN_GOOD = 8  # fewer ratio-test matches than this cannot support a transform
 MIN_INLIER_SHARE = 0.3  # a transform most matches disagree with is chance
@@ -272,6 +274,31 @@ def still_view_similarity(pairs: list[tuple[Features, str, Alignment]]) -> list[
     return scores
 
 
+LAYOUT_SIZE = (32, 18)  # (w, h) of the grey thumbnails whose layouts are compared where nothing aligned
+LAYOUT_FLAT = 2.0  # spread of the edge map (grey levels a pixel): a picture this flat has no layout
+
+
+def layout(rgb: np.ndarray) -> np.ndarray | None:
+    """A border-cut RGB picture as a LAYOUT_SIZE map of where its edges are (gradient magnitude at four
+    times that size, area-averaged), zero-mean and of unit norm (the dot product of two is their
+    normalised correlation); None for a picture with no edges to place."""
+    w, h = LAYOUT_SIZE
+    grey = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (4 * w, 4 * h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    edges = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    edges = cv2.resize(edges, LAYOUT_SIZE, interpolation=cv2.INTER_AREA)
+    edges -= edges.mean()
+    norm = float(np.linalg.norm(edges))
+    return edges / norm if norm > LAYOUT_FLAT * edges.size ** 0.5 else None
+
+
+@lru_cache(maxsize=4096)
+def keyframe_layout(path: str) -> np.ndarray | None:
+    """:func:`layout` of a stored keyframe, its borders cut as when it was embedded (read at half size:
+    a thumbnail needs no more)."""
+    img = cv2.imread(path, cv2.IMREAD_REDUCED_COLOR_2)
+    return None if img is None else layout(cut_borders(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)))
+
+
 CELL = 8  # FINE_SIDE pixels a side of the cells compared one by one where keyframes differ: about a digit
 MIN_CELL = CELL * CELL // 4  # changed pixels a cell needs to count
 CELL_FLAT = 4.0  # grey levels squared, per pixel: a cell this flat in either picture says nothing
@@ -357,3 +384,4 @@ def forget_keyframes() -> None:
     eval times a one-off Search.py this way)."""
     keyframe_features.cache_clear()
     keyframe_detail.cache_clear()
+    keyframe_layout.cache_clear()
