@@ -15,7 +15,8 @@ Steps per query:
    (windows never turn an unrelated picture into a match), an inset's counts as the whole
    picture's does (it is a picture of its own, and a flat one gives ORB nothing to align);
 4. group by video (one answer per video) with the span of its neighbouring strong hits as
-   ``from``/``to`` (as trace.moe does);
+   ``from``/``to`` (as trace.moe does); a first answer nothing verified takes the moment whose
+   keyframe is laid out most like the query, among those the embedding scores about as well;
 5. optionally (``search.refine``) refine the first answer's moment between keyframes by decoding
    the half second around it.
 """

@@ -274,7 +274,7 @@ def still_view_similarity(pairs: list[tuple[Features, str, Alignment]]) -> list[
     return scores
 
 
-LAYOUT_SIZE = (32, 18)  # (w, h) of the grey thumbnails whose layouts are compared where nothing aligned
+LAYOUT_SIZE = (32, 18)  # (w, h) of the edge maps compared where nothing aligned: where a picture's outlines are
 LAYOUT_FLAT = 2.0  # spread of the edge map (grey levels a pixel): a picture this flat has no layout
 
 
