@@ -447,18 +447,19 @@ class Searcher:
         with them where they differ (:func:`~utils.verify.still_view_similarity`); or neighbours in a
         pan or a slow change, where the most inliers, then the embedding, decide: the nearer frame
         shares more of the picture."""
-        floor = max(MOMENT_INLIER_SHARE * most, self.cfg.search.verify_min_inliers)
-        alike = [c for c in cs if c.inliers >= floor and c.keyframe is not None]
-        for c in alike:
-            c.pixels = aligned_similarity(q.feats[c.view], c.keyframe, c.alignment)
-        if max(c.pixels for c in alike) < PIXEL_DOUBT:
-            self._other_orientation(q, [c for c in cs if c.keyframe is not None and c.view < 2
-                                        and c.inliers >= self.cfg.search.verify_min_inliers])
-            most = max(c.inliers for c in cs)
+        def contenders(most: int) -> list[_Candidate]:
+            """The keyframes aligned about as well as the best (``most`` inliers), their pixels compared."""
             floor = max(MOMENT_INLIER_SHARE * most, self.cfg.search.verify_min_inliers)
             alike = [c for c in cs if c.inliers >= floor and c.keyframe is not None]
             for c in alike:
                 c.pixels = aligned_similarity(q.feats[c.view], c.keyframe, c.alignment)
+            return alike
+
+        alike = contenders(most)
+        if max(c.pixels for c in alike) < PIXEL_DOUBT:
+            self._other_orientation(q, [c for c in cs if c.keyframe is not None and c.view < 2
+                                        and c.inliers >= self.cfg.search.verify_min_inliers])
+            alike = contenders(max(c.inliers for c in cs))
         top = max(c.pixels for c in alike)
         tied = [c for c in alike if c.pixels >= top - PIXEL_MARGIN]
         still = still_view_similarity([(q.feats[c.view], c.path, c.alignment) for c in tied]) if len(tied) > 1 else None
