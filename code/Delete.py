@@ -36,7 +36,7 @@ def main(args, cfg) -> int:
 
 if __name__ == "__main__":
     p = cli.parser(__doc__.splitlines()[1])
-    p.add_argument("video_ids", nargs="*", type=cli.id_arg, help="ids of videos to delete (see Create.py's output)")
+    p.add_argument("video_ids", nargs="*", type=cli.id_arg, help="ids of videos to delete (List.py shows them)")
     p.add_argument("--path", action="append", help="also delete the library video at this file path")
     p.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
     sys.exit(cli.run(p, main))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import config_env, drop_mysql_database, make_config, need_videos, run_script
+from utils.catalogue import open_catalogue
 
 CLIPS = ["mdn_flower_540p_h264.mp4", "bikes_10s_640x272_h264.mp4", "spiral_1s_240p_mpeg4.avi"]
 SEARCH_KEYS = {"video_id", "video_path", "timestamp", "from", "to", "score", "keyframe_id", "keyframe_path"}
@@ -142,6 +143,60 @@ def test_search_empty_library_is_one_clear_error(tmp_path, videos):
     assert res.returncode != 0
     assert res.stderr.strip().splitlines()[-1].startswith("error: the library is empty")
     assert "Traceback" not in res.stderr
+
+
+def test_list_shows_the_librarys_videos_ids_and_keyframes(library):
+    cfg, env, _, ids = library
+    res = run_script("List.py", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert {Path(v["path"]).name: v["video_id"] for v in doc} == ids
+    with open_catalogue(cfg) as cat:
+        for v in doc:
+            n = cat.count_keyframes(video_id=v["video_id"])
+            assert n > 0 and v["keyframes"] == v["embedded"] == n and v["status"] == "ready"
+            assert v["duration"] == pytest.approx(cat.video(v["video_id"]).duration, abs=1e-3)
+    table = run_script("List.py", env=env)
+    assert table.returncode == 0 and all(name in table.stdout for name in ids)
+    assert table.stdout.rstrip().splitlines()[-1].startswith("3 videos, ") and \
+        f"{sum(v['keyframes'] for v in doc)} keyframes" in table.stdout
+
+
+def test_list_picks_by_id_and_path_and_names_unknown_ids(library):
+    _, env, _, ids = library
+    bikes, spiral = ids["bikes_10s_640x272_h264.mp4"], ids["spiral_1s_240p_mpeg4.avi"]
+    res = run_script("List.py", str(spiral), "--match", "BIKES", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    assert sorted(v["video_id"] for v in json.loads(res.stdout)) == sorted([bikes, spiral])
+    res = run_script("List.py", str(bikes), "987654", env=env)
+    assert res.returncode == 1 and res.stderr.strip() == "error: no library video has id 987654"
+    assert "bikes_10s_640x272_h264.mp4" in res.stdout
+    res = run_script("List.py", "--match", "no-such-video", env=env)
+    assert res.returncode == 0 and res.stdout.strip() == "no video matches"
+
+
+def test_list_on_mysql_says_which_videos_milvus_has(tmp_path, videos, mysql_server):
+    """List.py reads the catalogue alone; MariaDB's sums per video, before and after one video is embedded."""
+    cfg = make_config(tmp_path, "mysql", mysql_server)
+    env = config_env(cfg)
+    try:
+        made = run_script("Create.py", "--json", *[str(videos / c) for c in CLIPS[1:]], env=env)
+        assert made.returncode == 0, made.stderr
+        ids = {Path(f["path"]).name: f["video_id"] for f in json.loads(made.stdout)["files"]}
+
+        def listed() -> dict[str, tuple[int, int]]:
+            res = run_script("List.py", "--json", env=env)
+            assert res.returncode == 0, res.stderr
+            return {Path(v["path"]).name: (v["keyframes"], v["embedded"]) for v in json.loads(res.stdout)}
+
+        before = listed()
+        assert set(before) == set(ids) and all(k > 0 and e == 0 for k, e in before.values())
+        bikes = "bikes_10s_640x272_h264.mp4"
+        assert run_script("Insert2Milvus.py", "--video-id", str(ids[bikes]), env=env).returncode == 0
+        after = listed()
+        assert after[bikes] == (before[bikes][0],) * 2 and after[CLIPS[2]] == before[CLIPS[2]]
+    finally:
+        drop_mysql_database(cfg)
 
 
 def test_similarity_cli(library, videos):

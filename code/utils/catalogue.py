@@ -425,6 +425,11 @@ class Catalogue:
             cur.execute("UPDATE keyframes SET embedded = ? WHERE embedded = ?", (False, True))
             return cur.rowcount
 
+    def embedded_per_video(self) -> dict[int, int]:
+        """How many keyframes of each video are flagged as in Milvus (videos with keyframe rows only)."""
+        rows = self._query("SELECT video_id, COALESCE(SUM(embedded), 0) FROM keyframes GROUP BY video_id")
+        return {int(video_id): int(n) for video_id, n in rows}
+
     def counts(self) -> dict[str, int]:
         (videos, ready), = self._query("SELECT COUNT(*), COALESCE(SUM(status = ?), 0) FROM videos", (READY,))
         (kfs, embedded), = self._query("SELECT COUNT(*), COALESCE(SUM(embedded), 0) FROM keyframes")

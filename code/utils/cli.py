@@ -82,7 +82,8 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], floatfmt: str = ".3f") -> None:
+def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], floatfmt: str | Sequence[str] = ".3f") -> None:
+    """A plain-text table; ``floatfmt``: one format for every float column, or one per column."""
     print(tabulate(rows, headers=headers, floatfmt=floatfmt, tablefmt="simple"))
 
 
