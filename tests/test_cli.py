@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import config_env, drop_mysql_database, make_config, need_videos, run_script
+from conftest import CODE, config_env, drop_mysql_database, make_config, need_videos, run_script
 from utils.catalogue import open_catalogue
 
 CLIPS = ["mdn_flower_540p_h264.mp4", "bikes_10s_640x272_h264.mp4", "spiral_1s_240p_mpeg4.avi"]
@@ -173,6 +173,18 @@ def test_list_picks_by_id_and_path_and_names_unknown_ids(library):
     assert "bikes_10s_640x272_h264.mp4" in res.stdout
     res = run_script("List.py", "--match", "no-such-video", env=env)
     assert res.returncode == 0 and res.stdout.strip() == "no video matches"
+
+
+def test_a_reader_that_stops_reading_ends_a_script_quietly(library):
+    """``List.py | head -1``: the reader has gone before the table is written; no traceback, the shell's 141."""
+    import subprocess
+    import sys
+    _, env, _, _ = library
+    p = subprocess.Popen([sys.executable, str(CODE / "List.py")], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(60) == 141 and err == ""
 
 
 def test_list_on_mysql_says_which_videos_milvus_has(tmp_path, videos, mysql_server):

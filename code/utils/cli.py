@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any, Callable, Iterable, Sequence
 
@@ -20,6 +21,7 @@ from .config import Config, load_config
 from .errors import InputError, P4VError
 
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader went away
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -53,13 +55,20 @@ def run(p: argparse.ArgumentParser, main: Callable[[argparse.Namespace, Config],
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         cfg = load_config(args.config)
-        return main(args, cfg)
+        code = main(args, cfg)
+        sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
+        return code
     except P4VError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted; re-run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader of stdout (head, less) stopped reading: end as a piped command does, quietly;
+        # stdout goes to /dev/null so that Python's own flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def progress(args: argparse.Namespace, iterable: Iterable[Any] | None = None, **kw: Any) -> tqdm:
