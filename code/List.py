@@ -39,7 +39,8 @@ def main(args, cfg) -> int:
               f"{report.fmt_time(sum(x.video.duration for x in listed))} of video, "
               f"{sum(x.video.keyframe_count for x in listed)} keyframes, {sum(x.embedded for x in listed)} in Milvus")
     else:
-        print("no video matches" if args.video_ids or args.match else "the library is empty (add videos with Create.py)")
+        print("no video matches" if args.video_ids or args.match
+              else "the library is empty (add videos with Create.py)")
     return 1 if unknown else 0
 
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """VideoRetrieval.py - is this clip a copy of something in the library, and of which part?
 
-    python code/VideoRetrieval.py CLIP... [--threshold T] [--json] [--report out.html]
+    python code/VideoRetrieval.py CLIP... [--others] [--threshold T] [--json] [--report out.html]
 
 Prints per clip whether it is a copy and the matching library videos, best first, with the
 aligned segments (query and library times) and the number of aligned frames; --json prints
-[{"query", "is_copy", "matches": [{"video_id", "video_path", "score", "query_start",
-"query_end", "video_start", "video_end", "frames"}]}]; --report writes an HTML page with the
-aligned frame pairs side by side. A clip that cannot be read gets one error line and exit
-code 1; the other clips are still answered.
+[{"query", "is_copy", "library_video_id", "matches": [{"video_id", "video_path", "score",
+"query_start", "query_end", "video_start", "video_end", "frames"}]}]; --report writes an HTML
+page with the aligned frame pairs side by side. A clip whose bytes are a library video is that
+video ("same file", library_video_id); with --others it is compared with the other library
+videos instead (near-duplicates within the library: re-encodes, trims, excerpts). A clip that
+cannot be read gets one error line and exit code 1; the other clips are still answered.
 """
 
 import sys
@@ -37,7 +39,8 @@ def main(args, cfg) -> int:
         bar = cli.progress(args, args.clips, unit="clip", desc="clips")
         for clip in bar:
             try:
-                answers.append(detector.detect(clip, args.threshold, keep_frames=bool(args.report)))
+                answers.append(detector.detect(clip, args.threshold, keep_frames=bool(args.report),
+                                               others=args.others))
             except InputError as exc:
                 cli.error_line(bar, str(exc))
                 failed += 1
@@ -52,7 +55,8 @@ def main(args, cfg) -> int:
         cli.print_json([a.as_dict() for a in answers])
     else:
         for a in answers:
-            print(f"\n{a.query}: {'COPY' if a.is_copy else 'not a copy'}")
+            itself = f" (library video {a.library_video_id})" if args.others and a.library_video_id is not None else ""
+            print(f"\n{a.query}{itself}: {'COPY' if a.is_copy else 'not a copy'}")
             if a.matches:
                 cli.print_table([(i + 1, m.video_id, f"{m.score:.3f}",
                                   f"{report.fmt_time(m.query_start)}-{report.fmt_time(m.query_end)}",
@@ -105,4 +109,6 @@ if __name__ == "__main__":
     p.add_argument("clips", nargs="+", help="query video clips")
     p.add_argument("--threshold", type=float, help="minimum copy score (default: retrieval.threshold)")
     p.add_argument("--report", help="write an HTML page with the aligned frame pairs here")
+    p.add_argument("--others", action="store_true",
+                   help="a clip that is itself a library video: compare it with the other library videos")
     sys.exit(cli.run(p, main))

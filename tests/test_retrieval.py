@@ -221,6 +221,30 @@ def test_exact_duplicate_is_answered_without_decoding(detector, clips, monkeypat
     assert m.query_end == m.video_end == pytest.approx(10.0, abs=0.1)
 
 
+def test_others_compares_a_library_video_with_the_rest_of_the_library(tmp_path):
+    """Near-duplicates within a library: Big Buck Bunny's opening as a 240p H.264 and a 180p VP9 file."""
+    videos = need_videos()
+    names = ["mp4ff_bbb_10s_240p_h264.mp4", "bbb_trim_5s_180p_vp9.webm", "bikes_10s_640x272_h264.mp4"]
+    cfg = make_config(tmp_path, "sqlite")
+    with open_catalogue(cfg) as cat:
+        assert ingest(cfg, cat, [videos / n for n in names]).count("added") == 3
+        embed_library(cfg, cat)
+        ids = {Path(v.path).name: v.id for v in cat.videos()}
+        with VectorStore(cfg) as store:
+            det = CopyDetector(cfg, cat, store, Embedder.from_config(cfg))
+            itself = det.detect(videos / names[0])
+            assert itself.library_video_id == ids[names[0]]
+            assert [m.video_id for m in itself.matches] == [ids[names[0]]] and itself.matches[0].exact
+            others = det.detect(videos / names[0], others=True)
+            assert others.is_copy and others.library_video_id == ids[names[0]]
+            assert [m.video_id for m in others.matches][0] == ids[names[1]], others.as_dict()
+            assert ids[names[0]] not in {m.video_id for m in others.matches}
+            m = others.matches[0]
+            assert not m.exact and abs(m.video_start - m.query_start) <= 0.5 and m.query_end - m.query_start >= 3
+            alone = det.detect(videos / names[2], others=True)
+            assert not alone.is_copy and alone.library_video_id == ids[names[2]] and alone.matches == []
+
+
 def test_bad_file_raises_video_error(detector, clips):
     with pytest.raises(VideoError, match="not a readable video"):
         detector.detect(clips["bad"])
@@ -268,7 +292,7 @@ def test_cli_bad_file_one_error_line_others_answered(cli_run, clips):
 def test_cli_json_schema_and_answers(cli_run, clips):
     answers = {a["query"]: a for a in json.loads(cli_run[0].stdout)}
     for a in answers.values():
-        assert set(a) == {"query", "is_copy", "matches"} and isinstance(a["is_copy"], bool)
+        assert set(a) == {"query", "is_copy", "library_video_id", "matches"} and isinstance(a["is_copy"], bool)
         assert a["is_copy"] == bool(a["matches"])
         for m in a["matches"]:
             assert set(m) == {"video_id", "video_path", "score", "query_start", "query_end", "video_start",
@@ -278,11 +302,13 @@ def test_cli_json_schema_and_answers(cli_run, clips):
     half = answers[str(clips["half"])]["matches"]
     assert [Path(m["video_path"]).name for m in half] == [HALF_RES[0]]
     assert abs(half[0]["video_start"] - HALF_RES[1]) <= 1.0
-    assert answers[str(clips["negative"])] == {"query": str(clips["negative"]), "is_copy": False, "matches": []}
+    assert answers[str(clips["negative"])] == {"query": str(clips["negative"]), "is_copy": False,
+                                               "library_video_id": None, "matches": []}
     part = answers[str(clips["part"])]["matches"]
     assert [Path(m["video_path"]).name for m in part] == [PART[0][0]] and part[0]["query_end"] <= 5.0
     dup = answers[str(clips["duplicate"])]["matches"]
     assert Path(dup[0]["video_path"]).name == DUPLICATE and dup[0]["score"] == 1.0
+    assert answers[str(clips["duplicate"])]["library_video_id"] == dup[0]["video_id"]
 
 
 def test_cli_report_shows_pairs_and_escapes_names(cli_run, clips):
@@ -290,6 +316,16 @@ def test_cli_report_shows_pairs_and_escapes_names(cli_run, clips):
     assert "<script" not in html and "onerror=alert(1)>" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;" in html
     assert html.count("data:image/jpeg;base64,") >= 10  # clip frames and library keyframes, inlined
+
+
+def test_cli_others_looks_past_the_clip_itself(cli_env):
+    clip = need_videos() / DUPLICATE
+    r = run_script("VideoRetrieval.py", "--others", "--json", str(clip), env=cli_env)
+    assert r.returncode == 0, r.stderr
+    (answer,) = json.loads(r.stdout)
+    assert isinstance(answer["library_video_id"], int) and not answer["is_copy"] and answer["matches"] == []
+    table = run_script("VideoRetrieval.py", "--others", str(clip), env=cli_env)
+    assert f"{clip} (library video {answer['library_video_id']}): not a copy" in table.stdout
 
 
 def test_cli_table_and_threshold(cli_env, clips):

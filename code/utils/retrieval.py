@@ -144,9 +144,11 @@ class CopyAnswer:
     matches: list[CopyMatch]
     duration: float = 0.0
     frames: list[QueryFrame] = field(default_factory=list, repr=False)
+    library_video_id: int | None = None  # the clip's own id when its bytes are a library video
 
     def as_dict(self) -> dict[str, object]:
-        return {"query": self.query, "is_copy": self.is_copy, "matches": [m.as_dict() for m in self.matches]}
+        return {"query": self.query, "is_copy": self.is_copy, "library_video_id": self.library_video_id,
+                "matches": [m.as_dict() for m in self.matches]}
 
 
 # -- temporal alignment (pure functions: hits in, segments out) -------------------------------------
@@ -355,18 +357,22 @@ class CopyDetector:
         self._query_regions: dict[tuple[int, int, bool], np.ndarray] = {}  # (frame, view, grey) -> regions
 
     def detect(self, path: str | Path, threshold: float | None = None, keep_frames: bool = True,
-               on_frames: Callable[[int], None] | None = None) -> CopyAnswer:
+               on_frames: Callable[[int], None] | None = None, others: bool = False) -> CopyAnswer:
         """Answer one query clip. Raises :class:`InputError` (VideoError) when it is not a usable video.
 
         ``keep_frames``: return the query's keyframes with the answer (for a report); about 30 kB
-        each, two a second of clip. ``on_frames(n)`` reports decoding progress.
+        each, two a second of clip. ``on_frames(n)`` reports decoding progress. A clip whose bytes
+        are a library video is that video, found by its hash without decoding; with ``others`` it is
+        compared with every other library video instead: which ones copy it, or which it copies
+        (re-encodes, trims, excerpts of it within the library).
         """
         threshold = self.r.threshold if threshold is None else threshold
         p = Path(path)
         exact = self._exact(p)
-        if exact is not None:
-            return CopyAnswer(str(path), True, [exact], exact.query_end)
-        frames, hits, duration = self._read(p, on_frames)
+        itself = exact.video_id if exact is not None else None
+        if exact is not None and not others:
+            return CopyAnswer(str(path), True, [exact], exact.query_end, library_video_id=itself)
+        frames, hits, duration = self._read(p, on_frames, () if itself is None else (itself,))
         usable = sum(not f.flat for f in frames)
         min_frames = max(1, min(self.r.min_frames, usable))
         segments = find_segments(hits, self.r.offset_tolerance, self.r.max_gap, min_frames,
@@ -385,7 +391,7 @@ class CopyDetector:
             matches.append(self._match(seg, video, score, frames, duration))
         matches = explain_away(matches)
         return CopyAnswer(str(path), bool(matches), matches[:self.r.max_matches], duration,
-                          frames if keep_frames else [])
+                          frames if keep_frames else [], library_video_id=itself)
 
     # -- steps --------------------------------------------------------------------------------
     def _exact(self, path: Path) -> CopyMatch | None:
@@ -398,9 +404,10 @@ class CopyDetector:
         return CopyMatch(video.id, video.path, 1.0, 0.0, video.duration, 0.0, video.duration,
                          video.keyframe_count, exact=True)
 
-    def _read(self, path: Path, on_frames: Callable[[int], None] | None
+    def _read(self, path: Path, on_frames: Callable[[int], None] | None, exclude: Sequence[int]
               ) -> tuple[list[QueryFrame], list[FrameHit], float]:
-        """Decode, embed and search the query's keyframes in batches (memory stays flat for long clips)."""
+        """Decode, embed and search the query's keyframes in batches (memory stays flat for long clips),
+        among the library videos but ``exclude``."""
         kcfg = dataclasses.replace(self.cfg.keyframes, max_gap=self.r.query_max_gap)
         frames: list[QueryFrame] = []
         pending: list[tuple[int, int, np.ndarray]] = []  # (frame index, view, pixels)
@@ -418,23 +425,24 @@ class CopyDetector:
                 if core is not None:
                     pending += [(len(frames) - 1, v, img) for v, img in frame_views(core, self.r.mirror, insets)]
                 if len(pending) >= SEARCH_BATCH:
-                    self._search(pending, frames, best)
+                    self._search(pending, frames, best, exclude)
                     pending = []
                 if on_frames is not None:
                     on_frames(ex.frames_decoded - done)
                     done = ex.frames_decoded
-            self._search(pending, frames, best)
+            self._search(pending, frames, best, exclude)
             duration = ex.decoded_duration
         if not frames:
             raise InputError(f"{path}: no frames to compare")
         return frames, list(best.values()), duration
 
     def _search(self, pending: list[tuple[int, int, np.ndarray]], frames: list[QueryFrame],
-                best: dict[tuple[int, int], FrameHit]) -> None:
+                best: dict[tuple[int, int], FrameHit], exclude: Sequence[int]) -> None:
         if not pending:
             return
         vectors = self.embedder.embed([img for _, _, img in pending])
-        for (q, view, _), hits in zip(pending, self.store.search(vectors, self.r.per_frame_k)):
+        found = self.store.search(vectors, self.r.per_frame_k, exclude_video_ids=exclude)
+        for (q, view, _), hits in zip(pending, found):
             for h in hits:
                 if h.score < self.r.min_similarity:
                     continue

@@ -231,11 +231,18 @@ class VectorStore:
         if not self._loaded:
             self.load()
 
-    def search(self, vectors: np.ndarray, limit: int, video_ids: Iterable[int] | None = None) -> list[list[Hit]]:
-        """Nearest keyframes for each query vector, best first; ``score`` is cosine similarity."""
-        flt = ""
+    def search(self, vectors: np.ndarray, limit: int, video_ids: Iterable[int] | None = None,
+               exclude_video_ids: Iterable[int] = ()) -> list[list[Hit]]:
+        """Nearest keyframes for each query vector, best first; ``score`` is cosine similarity. Only of
+        ``video_ids`` when given; never of ``exclude_video_ids`` (filtered in Milvus, so the ``limit``
+        nearest are all of other videos)."""
+        terms = []
         if video_ids is not None:
-            flt = f"video_id in [{', '.join(str(int(v)) for v in video_ids)}]"
+            terms.append(f"video_id in [{', '.join(str(int(v)) for v in video_ids)}]")
+        excluded = [str(int(v)) for v in exclude_video_ids]
+        if excluded:
+            terms.append(f"video_id not in [{', '.join(excluded)}]")
+        flt = " and ".join(terms)
         params = {"metric_type": self.cfg.metric_type, "params": {"ef": max(self.cfg.search_ef, limit), "nprobe": 32}}
         self._ensure_loaded()
         res = self._call(self.client.search, self.name, data=vectors.astype(np.float32).tolist(),
