@@ -2,6 +2,7 @@
 """VideoRetrieval.py - is this clip a copy of something in the library, and of which part?
 
     python code/VideoRetrieval.py CLIP... [--others] [--threshold T] [--json] [--report out.html]
+    python code/VideoRetrieval.py --library [--json] [--report out.html]
 
 Prints per clip whether it is a copy and the matching library videos, best first, with the
 aligned segments (query and library times) and the number of aligned frames; --json prints
@@ -9,8 +10,9 @@ aligned segments (query and library times) and the number of aligned frames; --j
 "query_start", "query_end", "video_start", "video_end", "frames"}]}]; --report writes an HTML
 page with the aligned frame pairs side by side. A clip whose bytes are a library video is that
 video ("same file", library_video_id); with --others it is compared with the other library
-videos instead (near-duplicates within the library: re-encodes, trims, excerpts). A clip that
-cannot be read gets one error line and exit code 1; the other clips are still answered.
+videos instead (near-duplicates within the library: re-encodes, trims, excerpts); --library does
+that for every library video (from the path it was ingested from) and lists those with copies.
+A clip that cannot be read gets one error line and exit code 1; the other clips are still answered.
 """
 
 import sys
@@ -19,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from utils import cli, report  # noqa: E402
-from utils.catalogue import open_catalogue  # noqa: E402
+from utils.catalogue import READY, open_catalogue  # noqa: E402
 from utils.embedder import Embedder  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 from utils.retrieval import INSET, MIRROR, CopyAnswer, CopyDetector, verification_pairs  # noqa: E402
@@ -31,16 +33,19 @@ VIEW_NOTE = {MIRROR: " (mirrored view)", INSET: " (inset of the clip frame)"}
 
 
 def main(args, cfg) -> int:
+    if not args.clips and not args.library:
+        raise InputError("nothing to check: give video clips, or --library to check every library video")
     answers: list[CopyAnswer] = []
     failed = 0
+    others = args.others or args.library
     embedder = Embedder.from_config(cfg)
     with open_catalogue(cfg) as cat, VectorStore(cfg) as store:
         detector = CopyDetector(cfg, cat, store, embedder)
-        bar = cli.progress(args, args.clips, unit="clip", desc="clips")
+        clips = list(args.clips) + ([v.path for v in cat.videos(READY)] if args.library else [])
+        bar = cli.progress(args, clips, unit="clip", desc="clips")
         for clip in bar:
             try:
-                answers.append(detector.detect(clip, args.threshold, keep_frames=bool(args.report),
-                                               others=args.others))
+                answers.append(detector.detect(clip, args.threshold, keep_frames=bool(args.report), others=others))
             except InputError as exc:
                 cli.error_line(bar, str(exc))
                 failed += 1
@@ -55,7 +60,9 @@ def main(args, cfg) -> int:
         cli.print_json([a.as_dict() for a in answers])
     else:
         for a in answers:
-            itself = f" (library video {a.library_video_id})" if args.others and a.library_video_id is not None else ""
+            if args.library and not a.is_copy:
+                continue  # a library's check lists what it found; the summary counts the rest
+            itself = f" (library video {a.library_video_id})" if others and a.library_video_id is not None else ""
             print(f"\n{a.query}{itself}: {'COPY' if a.is_copy else 'not a copy'}")
             if a.matches:
                 cli.print_table([(i + 1, m.video_id, f"{m.score:.3f}",
@@ -64,6 +71,9 @@ def main(args, cfg) -> int:
                                   "same file" if m.exact else m.frames, Path(m.video_path).name)
                                  for i, m in enumerate(a.matches)],
                                 ["#", "video_id", "score", "in clip", "in video", "frames", "video"])
+        if args.library:
+            print(f"\n{sum(a.is_copy for a in answers)} of {len(answers)} library videos checked have "
+                  "near-duplicates in the library")
     return 1 if failed else 0
 
 
@@ -106,9 +116,12 @@ def write_report(path: str, cfg, cat, answers: list[CopyAnswer]) -> None:
 
 if __name__ == "__main__":
     p = cli.parser(__doc__.splitlines()[1])
-    p.add_argument("clips", nargs="+", help="query video clips")
+    p.add_argument("clips", nargs="*", help="query video clips")
     p.add_argument("--threshold", type=float, help="minimum copy score (default: retrieval.threshold)")
     p.add_argument("--report", help="write an HTML page with the aligned frame pairs here")
     p.add_argument("--others", action="store_true",
                    help="a clip that is itself a library video: compare it with the other library videos")
+    p.add_argument("--library", action="store_true",
+                   help="check every library video against the others (near-duplicates within the library); "
+                        "the table lists those with copies")
     sys.exit(cli.run(p, main))

@@ -328,6 +328,28 @@ def test_cli_others_looks_past_the_clip_itself(cli_env):
     assert f"{clip} (library video {answer['library_video_id']}): not a copy" in table.stdout
 
 
+def test_cli_library_lists_near_duplicates_within_the_library(tmp_path):
+    """--library: every library video against the others; two encodes of Big Buck Bunny's opening find each other."""
+    videos = need_videos()
+    names = ["mp4ff_bbb_10s_240p_h264.mp4", "bbb_trim_5s_180p_vp9.webm", "bikes_10s_640x272_h264.mp4"]
+    env = config_env(make_config(tmp_path, "sqlite"))
+    made = run_script("Create.py", "--embed", "--json", *[str(videos / n) for n in names], env=env)
+    assert made.returncode == 0, made.stderr
+    ids = {Path(f["path"]).name: f["video_id"] for f in json.loads(made.stdout)["files"]}
+    r = run_script("VideoRetrieval.py", "--library", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    answers = {Path(a["query"]).name: a for a in json.loads(r.stdout)}
+    assert set(answers) == set(names) and all(a["library_video_id"] == ids[n] for n, a in answers.items())
+    for mine, other in ((names[0], names[1]), (names[1], names[0])):
+        assert answers[mine]["is_copy"] and answers[mine]["matches"][0]["video_id"] == ids[other]
+    assert not answers[names[2]]["is_copy"]
+    table = run_script("VideoRetrieval.py", "--library", env=env)
+    assert table.returncode == 0 and names[2] not in table.stdout
+    assert table.stdout.rstrip().endswith("2 of 3 library videos checked have near-duplicates in the library")
+    none = run_script("VideoRetrieval.py", env=env)
+    assert none.returncode == 1 and none.stderr.startswith("error: nothing to check")
+
+
 def test_cli_table_and_threshold(cli_env, clips):
     r = run_script("VideoRetrieval.py", "--threshold", "0.99", str(clips["half"]), str(clips["duplicate"]),
                    env=cli_env)
