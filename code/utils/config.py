@@ -128,6 +128,8 @@ class RetrievalConfig:
     insets: bool = True  # also search any inset picture of a query frame (picture-in-picture, reaction videos)
     verify: bool = True  # check the aligned frames region by region (same scene, other content)
     verify_pairs: int = 8  # aligned frame pairs checked per match
+    min_aligned_pairs: int = 2  # of those, how many ORB + RANSAC must align (fewer only when there are fewer); 0 = off
+    verify_min_inliers: int = 15  # geometric inliers that make a pair aligned
 
 
 @dataclass
