@@ -11,7 +11,8 @@ aligned segments (query and library times) and the number of aligned frames; --j
 page with the aligned frame pairs side by side. A clip whose bytes are a library video is that
 video ("same file", library_video_id); with --others it is compared with the other library
 videos instead (near-duplicates within the library: re-encodes, trims, excerpts); --library does
-that for every library video (from the path it was ingested from) and lists those with copies.
+that for every library video (from the path it was ingested from) and lists each near-duplicate
+pair once (--json: every video's answer).
 A clip that cannot be read gets one error line and exit code 1; the other clips are still answered.
 """
 
@@ -24,7 +25,8 @@ from utils import cli, report  # noqa: E402
 from utils.catalogue import READY, open_catalogue  # noqa: E402
 from utils.embedder import Embedder  # noqa: E402
 from utils.errors import InputError  # noqa: E402
-from utils.retrieval import INSET, MIRROR, CopyAnswer, CopyDetector, verification_pairs  # noqa: E402
+from utils.retrieval import (INSET, MIRROR, CopyAnswer, CopyDetector, DuplicatePair, duplicate_pairs,  # noqa: E402
+                             verification_pairs)
 from utils.vectorstore import VectorStore  # noqa: E402
 
 REPORT_PAIRS = 8  # aligned frame pairs shown per match
@@ -58,10 +60,10 @@ def main(args, cfg) -> int:
                 failed += 1
     if args.json:
         cli.print_json([a.as_dict() for a in answers])
+    elif args.library:
+        print_pairs(duplicate_pairs(answers), len(answers))
     else:
         for a in answers:
-            if args.library and not a.is_copy:
-                continue  # a library's check lists what it found; the summary counts the rest
             itself = f" (library video {a.library_video_id})" if others and a.library_video_id is not None else ""
             print(f"\n{a.query}{itself}: {'COPY' if a.is_copy else 'not a copy'}")
             if a.matches:
@@ -71,10 +73,21 @@ def main(args, cfg) -> int:
                                   "same file" if m.exact else m.frames, Path(m.video_path).name)
                                  for i, m in enumerate(a.matches)],
                                 ["#", "video_id", "score", "in clip", "in video", "frames", "video"])
-        if args.library:
-            print(f"\n{sum(a.is_copy for a in answers)} of {len(answers)} library videos checked have "
-                  "near-duplicates in the library")
     return 1 if failed else 0
+
+
+def print_pairs(pairs: list[DuplicatePair], checked: int) -> None:
+    """--library's table: each pair of near-duplicate library videos once, best first, and a count."""
+    def span(start: float, end: float) -> str:
+        return f"{report.fmt_time(start)}-{report.fmt_time(end)}"
+
+    if pairs:
+        cli.print_table([(i + 1, p.a, Path(p.a_path).name, span(p.a_start, p.a_end), p.b, Path(p.b_path).name,
+                          span(p.b_start, p.b_end), f"{p.score:.3f}") for i, p in enumerate(pairs)],
+                        ["#", "video_id", "video", "part", "video_id", "video", "part", "score"])
+    videos = len({v for p in pairs for v in (p.a, p.b)})
+    print(f"\n{len(pairs)} near-duplicate pair{'s' * (len(pairs) != 1)} among {videos} of the {checked} "
+          "library videos checked")
 
 
 def write_report(path: str, cfg, cat, answers: list[CopyAnswer]) -> None:
@@ -122,6 +135,6 @@ if __name__ == "__main__":
     p.add_argument("--others", action="store_true",
                    help="a clip that is itself a library video: compare it with the other library videos")
     p.add_argument("--library", action="store_true",
-                   help="check every library video against the others (near-duplicates within the library); "
-                        "the table lists those with copies")
+                   help="check every library video against the others: the pairs of near-duplicates within the "
+                        "library")
     sys.exit(cli.run(p, main))

@@ -170,6 +170,22 @@ def test_other_frame_rate_dropped_frames_and_part_copy():
     assert segs[0].offset == pytest.approx(7.25, abs=0.1)
 
 
+def test_duplicate_pairs_once_whichever_side_found_them():
+    def match(video: int, score: float, q: tuple[float, float], v: tuple[float, float]) -> retrieval.CopyMatch:
+        return retrieval.CopyMatch(video, f"/lib/{video}.mp4", score, *q, *v, 5)
+
+    answers = [
+        retrieval.CopyAnswer("/lib/1.mp4", True, [match(2, 0.7, (0, 5), (10, 15)), match(3, 0.6, (1, 4), (1, 4))],
+                             library_video_id=1),
+        retrieval.CopyAnswer("/lib/2.mp4", True, [match(1, 0.8, (10, 15), (0, 5))], library_video_id=2),
+        retrieval.CopyAnswer("/lib/3.mp4", False, [], library_video_id=3),
+        retrieval.CopyAnswer("/elsewhere/clip.mp4", True, [match(3, 0.9, (0, 2), (0, 2))]),  # not a library video
+    ]
+    pairs = retrieval.duplicate_pairs(answers)
+    assert [(p.a, p.b, p.score) for p in pairs] == [(1, 2, 0.8), (1, 3, 0.6)]
+    assert (pairs[0].a_path, pairs[0].a_start, pairs[0].b_start) == ("/lib/1.mp4", 0, 10)  # as video 2 saw it
+
+
 def test_chain_is_monotone_in_time():
     hits = synthetic(1, np.arange(0, 6, 0.5), 10.0)
     hits.append(FrameHit(5, 2.5, 99, 1, 10.0, 0.95))  # a strong hit that would run backwards
@@ -369,8 +385,10 @@ def test_cli_library_lists_near_duplicates_within_the_library(tmp_path):
         assert answers[mine]["is_copy"] and answers[mine]["matches"][0]["video_id"] == ids[other]
     assert not answers[names[2]]["is_copy"]
     table = run_script("VideoRetrieval.py", "--library", env=env)
+    lines = table.stdout.rstrip().splitlines()
     assert table.returncode == 0 and names[2] not in table.stdout
-    assert table.stdout.rstrip().endswith("2 of 3 library videos checked have near-duplicates in the library")
+    assert [line for line in lines if names[0] in line and names[1] in line][0].split()[0] == "1"
+    assert lines[-1] == "1 near-duplicate pair among 2 of the 3 library videos checked"
     none = run_script("VideoRetrieval.py", env=env)
     assert none.returncode == 1 and none.stderr.startswith("error: nothing to check")
 

@@ -157,6 +157,41 @@ class CopyAnswer:
                 "matches": [m.as_dict() for m in self.matches]}
 
 
+@dataclass(frozen=True)
+class DuplicatePair:
+    """Two library videos one of which copies (part of) the other: ``a`` has the lower id."""
+
+    a: int
+    a_path: str
+    a_start: float
+    a_end: float
+    b: int
+    b_path: str
+    b_start: float
+    b_end: float
+    score: float
+
+
+def duplicate_pairs(answers: Sequence[CopyAnswer]) -> list[DuplicatePair]:
+    """The library's near-duplicates, each pair once, best first, from answers of library videos
+    checked against the others: a pair is usually found from both sides (and more than once when
+    several segments match), with the better score kept."""
+    best: dict[tuple[int, int], DuplicatePair] = {}
+    for ans in answers:
+        if ans.library_video_id is None:
+            continue
+        for m in ans.matches:
+            if m.video_id == ans.library_video_id:
+                continue
+            sides = sorted([(ans.library_video_id, ans.query, m.query_start, m.query_end),
+                            (m.video_id, m.video_path, m.video_start, m.video_end)])
+            pair = DuplicatePair(*sides[0], *sides[1], m.score)
+            key = (pair.a, pair.b)
+            if key not in best or pair.score > best[key].score:
+                best[key] = pair
+    return sorted(best.values(), key=lambda p: (-p.score, p.a, p.b))
+
+
 # -- temporal alignment (pure functions: hits in, segments out) -------------------------------------
 
 def vote_offsets(hits: Sequence[FrameHit], tolerance: float, max_peaks: int) -> list[tuple[float, float]]:
