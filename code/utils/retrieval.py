@@ -547,7 +547,7 @@ class CopyDetector:
 
         A copy shows its source's pictures, moved, scaled or recoloured at most, so its frames align with
         the source's keyframes (45-390 inliers for most pairs of the benchmark's copies; a 180p and a
-        240p encode of one film 22-27). A look-alike shares the embedding's impression but not the
+        240p encode of one film 22-35). A look-alike shares the embedding's impression but not the
         geometry: another toy on the same table, or pages of text against a film's end credits, scored
         0.46-0.62 as copies and aligned none or one pair (0-23 inliers)."""
         pairs = verification_pairs(self._informative(seg), self.r.verify_pairs)
