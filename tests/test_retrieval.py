@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import av
 import cv2
@@ -22,7 +24,8 @@ import pytest
 import badmedia
 from conftest import config_env, drop_mysql_database, make_config, need_videos, run_script
 from utils import retrieval
-from utils.catalogue import open_catalogue
+from utils.catalogue import Catalogue, open_catalogue
+from utils.config import Config
 from utils.embed_job import embed_library
 from utils.embedder import Embedder
 from utils.errors import VideoError
@@ -122,15 +125,22 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-@pytest.fixture(scope="module")
-def detector(tmp_path_factory: pytest.TempPathFactory):
+@contextmanager
+def built_library(tmp: Path, names: list[str]) -> Iterator[tuple[Config, Catalogue, VectorStore]]:
+    """A SQLite + Milvus Lite library of these shared clips, ingested and embedded, held open."""
     videos = need_videos()
-    cfg = make_config(tmp_path_factory.mktemp("sqlite"), "sqlite")
+    cfg = make_config(tmp, "sqlite")
     with open_catalogue(cfg) as cat:
-        assert ingest(cfg, cat, [videos / n for n in LIBRARY]).count("added") == len(LIBRARY)
+        assert ingest(cfg, cat, [videos / n for n in names]).count("added") == len(names)
         embed_library(cfg, cat)
         with VectorStore(cfg) as store:
-            yield CopyDetector(cfg, cat, store, Embedder.from_config(cfg))
+            yield cfg, cat, store
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory):
+    with built_library(tmp_path_factory.mktemp("sqlite"), LIBRARY) as (cfg, cat, store):
+        yield CopyDetector(cfg, cat, store, Embedder.from_config(cfg))
 
 
 def only_match(answer, name: str):
@@ -246,14 +256,8 @@ NEAR = ["mp4ff_bbb_10s_240p_h264.mp4", "bbb_trim_5s_180p_vp9.webm", "bikes_10s_6
 @pytest.fixture(scope="module")
 def near_library(tmp_path_factory: pytest.TempPathFactory):
     """A library with near-duplicates in it, and look-alikes that are not copies."""
-    videos = need_videos()
-    cfg = make_config(tmp_path_factory.mktemp("near"), "sqlite")
-    with open_catalogue(cfg) as cat:
-        assert ingest(cfg, cat, [videos / n for n in NEAR]).count("added") == len(NEAR)
-        embed_library(cfg, cat)
-        ids = {Path(v.path).name: v.id for v in cat.videos()}
-        with VectorStore(cfg) as store:
-            yield cfg, cat, store, ids
+    with built_library(tmp_path_factory.mktemp("near"), NEAR) as (cfg, cat, store):
+        yield cfg, cat, store, {Path(v.path).name: v.id for v in cat.videos()}
 
 
 def test_others_compares_a_library_video_with_the_rest_of_the_library(near_library):
