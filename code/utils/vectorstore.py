@@ -98,6 +98,12 @@ def _open_lite(path: str) -> Any:
         return MilvusClient(path)
 
 
+def _of_videos(video_ids: Iterable[int], op: str = "in") -> str:
+    """A Milvus filter on the video_id field: ``video_id in [3, 7]`` (``op``: ``in`` or ``not in``);
+    the ids are made ints, so nothing but numbers reaches the expression."""
+    return f"video_id {op} [{', '.join(str(int(v)) for v in video_ids)}]"
+
+
 class VectorStore:
     """The keyframe collection of one Milvus (Lite or server)."""
 
@@ -236,13 +242,9 @@ class VectorStore:
         """Nearest keyframes for each query vector, best first; ``score`` is cosine similarity. Only of
         ``video_ids`` when given; never of ``exclude_video_ids`` (filtered in Milvus, so the ``limit``
         nearest are all of other videos)."""
-        terms = []
-        if video_ids is not None:
-            terms.append(f"video_id in [{', '.join(str(int(v)) for v in video_ids)}]")
-        excluded = [str(int(v)) for v in exclude_video_ids]
-        if excluded:
-            terms.append(f"video_id not in [{', '.join(excluded)}]")
-        flt = " and ".join(terms)
+        excluded = list(exclude_video_ids)
+        flt = " and ".join(([] if video_ids is None else [_of_videos(video_ids)])
+                           + ([_of_videos(excluded, "not in")] if excluded else []))
         params = {"metric_type": self.cfg.metric_type, "params": {"ef": max(self.cfg.search_ef, limit), "nprobe": 32}}
         self._ensure_loaded()
         res = self._call(self.client.search, self.name, data=vectors.astype(np.float32).tolist(),
@@ -256,7 +258,7 @@ class VectorStore:
         if not self.exists():
             return set()
         self._ensure_loaded()
-        flt = "id >= 0" if video_ids is None else f"video_id in [{', '.join(str(int(v)) for v in video_ids)}]"
+        flt = "id >= 0" if video_ids is None else _of_videos(video_ids)
         it = self._call(self.client.query_iterator, self.name, batch_size=4096, filter=flt, output_fields=["id"])
         out: set[int] = set()
         try:
@@ -272,8 +274,7 @@ class VectorStore:
             return 0
         ids = self.ids(video_ids)
         if ids:
-            self._call(self.client.delete, self.name,
-                       filter=f"video_id in [{', '.join(str(int(v)) for v in video_ids)}]")
+            self._call(self.client.delete, self.name, filter=_of_videos(video_ids))
             self.flush()
         return len(ids)
 
