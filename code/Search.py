@@ -60,7 +60,7 @@ def main(args, cfg) -> int:
                 print("  no match (best score under the threshold)")
                 continue
             cli.print_table([(i + 1, m.video_id, report.fmt_time(m.timestamp),
-                              f"{report.fmt_time(m.from_)}-{report.fmt_time(m.to)}", f"{m.score:.3f}",
+                              report.fmt_span(m.from_, m.to), f"{m.score:.3f}",
                               m.keyframe_id, Path(m.video_path).name) for i, m in enumerate(a.results)],
                             ["#", "video_id", "at", "span", "score", "keyframe", "video"])
     if args.report:

@@ -68,8 +68,8 @@ def main(args, cfg) -> int:
             print(f"\n{a.query}{itself}: {'COPY' if a.is_copy else 'not a copy'}")
             if a.matches:
                 cli.print_table([(i + 1, m.video_id, f"{m.score:.3f}",
-                                  f"{report.fmt_time(m.query_start)}-{report.fmt_time(m.query_end)}",
-                                  f"{report.fmt_time(m.video_start)}-{report.fmt_time(m.video_end)}",
+                                  report.fmt_span(m.query_start, m.query_end),
+                                  report.fmt_span(m.video_start, m.video_end),
                                   "same file" if m.exact else m.frames, Path(m.video_path).name)
                                  for i, m in enumerate(a.matches)],
                                 ["#", "video_id", "score", "in clip", "in video", "frames", "video"])
@@ -78,12 +78,10 @@ def main(args, cfg) -> int:
 
 def print_pairs(pairs: list[DuplicatePair], checked: int) -> None:
     """--library's table: each pair of near-duplicate library videos once, best first, and a count."""
-    def span(start: float, end: float) -> str:
-        return f"{report.fmt_time(start)}-{report.fmt_time(end)}"
-
     if pairs:
-        cli.print_table([(i + 1, p.a, Path(p.a_path).name, span(p.a_start, p.a_end), p.b, Path(p.b_path).name,
-                          span(p.b_start, p.b_end), f"{p.score:.3f}") for i, p in enumerate(pairs)],
+        cli.print_table([(i + 1, p.a, Path(p.a_path).name, report.fmt_span(p.a_start, p.a_end), p.b,
+                          Path(p.b_path).name, report.fmt_span(p.b_start, p.b_end), f"{p.score:.3f}")
+                         for i, p in enumerate(pairs)],
                         ["#", "video_id", "video", "part", "video_id", "video", "part", "score"])
     videos = len({v for p in pairs for v in (p.a, p.b)})
     print(f"\n{len(pairs)} near-duplicate pair{'s' * (len(pairs) != 1)} among {videos} of the {checked} "
@@ -101,8 +99,8 @@ def write_report(path: str, cfg, cat, answers: list[CopyAnswer]) -> None:
                                "" if a.matches else "no library video matches"))
         for m in a.matches:
             title = [Path(m.video_path).name, f"score {m.score:.3f}",
-                     f"clip {report.fmt_time(m.query_start)}-{report.fmt_time(m.query_end)}",
-                     f"video {report.fmt_time(m.video_start)}-{report.fmt_time(m.video_end)}"]
+                     f"clip {report.fmt_span(m.query_start, m.query_end)}",
+                     f"video {report.fmt_span(m.video_start, m.video_end)}"]
             if m.exact:
                 kfs = cat.video_keyframes(m.video_id)[:1]
                 uri = report.image_file_uri(cfg.data_path / kfs[0].image_path) if kfs else ""

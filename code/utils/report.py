@@ -74,3 +74,8 @@ def fmt_time(seconds: float) -> str:
     m, s = divmod(max(0.0, seconds), 60)
     h, m = divmod(int(m), 60)
     return f"{h}:{m:02d}:{s:04.1f}" if h else f"{m}:{s:04.1f}"
+
+
+def fmt_span(start: float, end: float) -> str:
+    """A part of a video, ``0:01.5-0:05.0``."""
+    return f"{fmt_time(start)}-{fmt_time(end)}"
